@@ -46,7 +46,8 @@ class MemoryNonceStore:
             heapq.heappush(self._queue, (expires_at, nonce))
             return False
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many nonces are remembered (not ``__len__``: an empty store must stay truthy)."""
         with self._lock:
             return len(self._expiry)
 
