@@ -28,7 +28,7 @@ from facegroup.store.models import (
     new_cluster_object_id,
     new_task_id,
 )
-from facegroup.store.nonces import prune_nonces, remember_nonce
+from facegroup.store.nonces import DatabaseNonceStore, prune_nonces, remember_nonce
 from facegroup.store.paging import InvalidPageToken, Page, SortKey, keyset_page
 from facegroup.store.types import embedding_from_bytes, embedding_to_bytes, utcnow
 
@@ -40,6 +40,7 @@ __all__ = [
     "Binding",
     "ClusterState",
     "ClusteringState",
+    "DatabaseNonceStore",
     "DatabaseURLError",
     "Dataset",
     "Figure",

@@ -9,6 +9,7 @@ locked" when another writer committed in between, and waiting cannot cure that. 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
@@ -51,6 +52,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(parsed, **kwargs)
 
+    if not is_sqlite_memory(parsed):
+        _make_parent_dir(Path(str(parsed.database)))
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("check_same_thread", False)
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
@@ -59,6 +62,14 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)
     _tune_sqlite(engine, memory=is_sqlite_memory(parsed))
     return engine
+
+
+def _make_parent_dir(path: Path) -> None:
+    """SQLite creates the file but not its directory, and says only "unable to open database file"."""
+    try:
+        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseURLError(f"cannot create the directory of the SQLite database {path}: {exc}") from None
 
 
 def _tune_sqlite(engine: Engine, *, memory: bool) -> None:

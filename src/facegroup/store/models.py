@@ -404,12 +404,10 @@ class SignatureNonce(Base):
     """A nonce seen in a signed request; the unique key makes replays fail in any process."""
 
     __tablename__ = "signature_nonces"
-    __table_args__ = (UniqueConstraint("access_key_id", "nonce"),)
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
-    access_key_id: Mapped[str] = mapped_column(String(64))
-    nonce: Mapped[str] = mapped_column(String(256))
-    # After this the request's timestamp is out of the window anyway, so the row can be pruned.
+    nonce: Mapped[str] = mapped_column(String(256), unique=True)
+    # After this the request's timestamp is out of the window anyway, so the row can go.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 

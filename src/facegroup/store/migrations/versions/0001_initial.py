@@ -85,11 +85,10 @@ def upgrade() -> None:
     op.create_table(
         "signature_nonces",
         sa.Column("id", BIGID, nullable=False),
-        sa.Column("access_key_id", sa.String(length=64), nullable=False),
         sa.Column("nonce", sa.String(length=256), nullable=False),
         sa.Column("expires_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signature_nonces")),
-        sa.UniqueConstraint("access_key_id", "nonce", name=op.f("uq_signature_nonces_access_key_id_nonce")),
+        sa.UniqueConstraint("nonce", name=op.f("uq_signature_nonces_nonce")),
     )
     op.create_index(op.f("ix_signature_nonces_expires_at"), "signature_nonces", ["expires_at"])
 
