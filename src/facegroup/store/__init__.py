@@ -6,6 +6,7 @@ from :func:`upgrade`.
 
 from facegroup.store.changes import next_change_seq
 from facegroup.store.engine import DatabaseURLError, make_engine, normalize_url, session_factory
+from facegroup.store.filters import starts_with
 from facegroup.store.migrate import UpgradeResult, head_revision, upgrade
 from facegroup.store.models import (
     INDEPENDENT_CLUSTER_ID,
@@ -68,6 +69,7 @@ __all__ = [
     "prune_nonces",
     "remember_nonce",
     "session_factory",
+    "starts_with",
     "upgrade",
     "utcnow",
 ]

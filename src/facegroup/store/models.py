@@ -36,6 +36,7 @@ from facegroup.store.types import (
     BigIntKey,
     JSONType,
     UTCDateTime,
+    code_point_string,
     embedding_from_bytes,
     embedding_to_bytes,
     utcnow,
@@ -183,10 +184,10 @@ class File(Timestamped, Base):
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    # The unique (dataset_id, uri) index also serves URI prefix queries (uri >= p AND uri < p + U+FFFF).
-    uri: Mapped[str] = mapped_column(String(2048))
+    # The unique (dataset_id, uri) index also serves URI prefix queries (store.filters.starts_with).
+    uri: Mapped[str] = mapped_column(code_point_string(2048))
     object_id: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: uuid.uuid4().hex)
-    custom_id: Mapped[str | None] = mapped_column(String(512))
+    custom_id: Mapped[str | None] = mapped_column(code_point_string(512))
     custom_labels: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     media_type: Mapped[str | None] = mapped_column(String(32))
     content_type: Mapped[str | None] = mapped_column(String(256))

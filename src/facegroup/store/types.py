@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
@@ -19,6 +19,15 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 #: 64-bit surrogate keys on PostgreSQL; SQLite only auto-increments an ``INTEGER PRIMARY KEY``.
 BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def code_point_string(length: int) -> String:
+    """A string compared by code point on both backends, so prefix ranges (filters.starts_with) are exact.
+
+    SQLite compares that way already (BINARY); PostgreSQL's default collation may be linguistic.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
 
 #: Embeddings are stored little-endian float32 whatever the machine, so any worker can read any row.
 EMBEDDING_DTYPE = np.dtype("<f4")

@@ -6,7 +6,8 @@ Revises:
 Create Date: 2026-11-25
 
 Written for both backends: types that differ (JSON/JSONB, 64-bit keys that SQLite must see as INTEGER to
-auto-increment) are spelled with variants, and the one foreign key that closes a cycle is added last.
+auto-increment, code-point ordered text) are spelled with variants, and the one foreign key that closes
+a cycle is added last.
 Kept self-contained (no imports from facegroup) so later model changes cannot rewrite history.
 """
 
@@ -24,6 +25,11 @@ depends_on = None
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def code_point_string(length: int) -> sa.types.TypeEngine:
+    """Compared by code point on PostgreSQL too (collation "C"), so prefix ranges are exact."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
@@ -206,9 +212,9 @@ def upgrade() -> None:
         "files",
         sa.Column("id", BIGID, nullable=False),
         sa.Column("dataset_id", sa.Integer(), nullable=False),
-        sa.Column("uri", sa.String(length=2048), nullable=False),
+        sa.Column("uri", code_point_string(2048), nullable=False),
         sa.Column("object_id", sa.String(length=64), nullable=False),
-        sa.Column("custom_id", sa.String(length=512), nullable=True),
+        sa.Column("custom_id", code_point_string(512), nullable=True),
         sa.Column("custom_labels", JSON, nullable=True),
         sa.Column("media_type", sa.String(length=32), nullable=True),
         sa.Column("content_type", sa.String(length=256), nullable=True),

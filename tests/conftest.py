@@ -1,0 +1,46 @@
+"""Suite-wide test configuration.
+
+The PostgreSQL guard: CI sets ``FACEGROUP_REQUIRE_POSTGRES=1`` so that a run which silently skipped the
+PostgreSQL tests (no URL, server down) fails instead of passing green.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_POSTGRES = os.environ.get("FACEGROUP_REQUIRE_POSTGRES") == "1"
+POSTGRES_URL = os.environ.get("FACEGROUP_TEST_POSTGRES_URL") or None
+
+_skipped_postgres_tests: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_POSTGRES and not POSTGRES_URL:
+        raise pytest.UsageError(
+            "FACEGROUP_REQUIRE_POSTGRES=1 but FACEGROUP_TEST_POSTGRES_URL is not set: "
+            "the PostgreSQL tests would be skipped (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "postgres" in report.keywords and not hasattr(report, "wasxfail"):
+        _skipped_postgres_tests.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE_POSTGRES and _skipped_postgres_tests and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REQUIRE_POSTGRES and _skipped_postgres_tests:
+        terminalreporter.section("FACEGROUP_REQUIRE_POSTGRES", sep="=", red=True, bold=True)
+        terminalreporter.line(
+            f"{len(_skipped_postgres_tests)} test(s) marked postgres were skipped; "
+            "the session fails because FACEGROUP_REQUIRE_POSTGRES=1:",
+            red=True,
+        )
+        for nodeid in _skipped_postgres_tests:
+            terminalreporter.line(f"  {nodeid}", red=True)
