@@ -1,0 +1,161 @@
+"""Records what an update does to the state, and turns that record into the ``Result``.
+
+Every change of a face's cluster goes through ``Journal.assign``, so the result can list exactly the faces
+whose cluster changed, and which clusters grew, shrank, merged or vanished, without comparing whole states.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facegroup.clustering.config import ClusteringConfig
+from facegroup.clustering.state import INDEPENDENT, ClusterState, face_key
+from facegroup.clustering.types import ClusterOutcome, FaceOutcome, MergeOutcome, Result
+
+
+class Journal:
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.before: dict[int, int | None] = {}  # row -> cluster code before the update (None: new face)
+        self.always_report: set[int] = set()  # new faces and faces the user moved
+        self.live_before = set(state.code_of.values())
+        self.created: list[int] = []
+        self.grown: set[int] = set()
+        self.shrunk: set[int] = set()
+        self.merges: list[tuple[int, list[int], bool]] = []
+        self.removed = 0
+
+    def note_new(self, rows: np.ndarray) -> None:
+        for row in rows.tolist():
+            self.before[row] = None
+            self.always_report.add(row)
+
+    def assign(self, rows: np.ndarray, codes: np.ndarray | int) -> None:
+        """Put faces into clusters ``codes`` (or INDEPENDENT), remembering where they were."""
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return
+        codes = np.broadcast_to(np.asarray(codes, np.int64), rows.shape)
+        old = self.state.cluster.data[rows]
+        for row, prev in zip(rows.tolist(), old.tolist(), strict=True):
+            self.before.setdefault(row, prev)
+        moving = old != codes
+        self.shrunk.update(np.unique(old[moving & (old >= 0)]).tolist())
+        self.grown.update(np.unique(codes[moving & (codes >= 0)]).tolist())
+        self.state.assign(rows[moving], codes[moving])
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Forget faces for good: out of their clusters, out of the index."""
+        st = self.state
+        self.assign(rows, INDEPENDENT)
+        st.alive.data[rows] = False
+        assert st.index is not None
+        st.index.remove(rows)
+        dead = set(rows.tolist())
+        st.apart = {(r, c) for r, c in st.apart if r not in dead}
+        self.removed += len(rows)
+
+    def drop_empty_clusters(self) -> None:
+        st = self.state
+        for code in sorted(st.code_of.values()):
+            if st.counts.data[code] == 0:
+                st.drop_cluster(code)
+
+    # --- the result --------------------------------------------------------------------------------------
+
+    def confidence(self, rows: np.ndarray, cfg: ClusteringConfig) -> np.ndarray:
+        """Mean similarity of each face to the rest of its cluster, scaled to 0-1; 1 for the user's choices,
+        0 for independent faces (no cluster to be sure about)."""
+        st = self.state
+        out = np.zeros(len(rows))
+        codes = st.cluster.data[rows]
+        inside = codes >= 0
+        if inside.any():
+            assert st.sums is not None
+            vec = st.embeddings(rows[inside]).astype(np.float64)
+            sums = st.sums.data[codes[inside]]
+            n = st.counts.data[codes[inside]].astype(np.float64)
+            dots = np.einsum("ij,ij->i", vec, sums)
+            mean_other = np.where(n > 1, (dots - 1.0) / np.maximum(n - 1, 1), 1.0)
+            span = cfg.confidence_ceiling - cfg.confidence_floor
+            out[inside] = np.clip((mean_other - cfg.confidence_floor) / span, 0.0, 1.0)
+        out[st.pinned.data[rows] & inside] = 1.0
+        return np.round(out, 4)
+
+    def _cluster_outcomes(self, codes: list[int]) -> list[ClusterOutcome]:
+        st = self.state
+        if not codes:
+            return []
+        rows = st.members(codes)
+        cl = st.cluster.data[rows]
+        order = np.argsort(cl, kind="stable")
+        rows, cl = rows[order], cl[order]
+        starts = np.searchsorted(cl, codes)
+        ends = np.searchsorted(cl, codes, side="right")
+        vec = st.embeddings(rows)
+        out = []
+        for code, lo, hi in zip(codes, starts.tolist(), ends.tolist(), strict=True):
+            members = rows[lo:hi]
+            assert st.sums is not None
+            centre = st.sums.data[code] / max(1, hi - lo)
+            closeness = vec[lo:hi] @ centre
+            score = st.quality.data[members] + closeness  # quality first; closeness breaks near-ties
+            ranked = sorted(
+                range(len(members)),
+                key=lambda i: (-round(float(score[i]), 6), face_key(st.face_ids[members[i]])),
+            )
+            out.append(
+                ClusterOutcome(
+                    cluster_id=st.cluster_ids[code],
+                    face_count=int(hi - lo),
+                    image_count=int(len(np.unique(st.image.data[members]))),
+                    name=st.names[code],
+                    cover_face_id=st.face_ids[members[ranked[0]]],
+                )
+            )
+        return out
+
+    def result(self, cfg: ClusteringConfig, *, report_all: bool = False) -> Result:
+        st = self.state
+        live = set(st.code_of.values())
+        rows = [
+            r
+            for r, prev in self.before.items()
+            if st.alive.data[r] and (report_all or r in self.always_report or prev != st.cluster.data[r])
+        ]
+        rows.sort(key=lambda r: face_key(st.face_ids[r]))
+        rows_arr = np.array(rows, np.int64)
+        conf = self.confidence(rows_arr, cfg)
+        faces = []
+        for row, c in zip(rows, conf.tolist(), strict=True):
+            code, prev = int(st.cluster.data[row]), self.before[row]
+            faces.append(
+                FaceOutcome(
+                    face_id=st.face_ids[row],
+                    cluster_id=None if code == INDEPENDENT else st.cluster_ids[code],
+                    confidence=c,
+                    previous_cluster_id=None if prev is None or prev == INDEPENDENT else st.cluster_ids[prev],
+                )
+            )
+        created = [c for c in self.created if c in live]
+        absorbed = {a for _, group, _ in self.merges for a in group}
+        fresh = set(created)
+        grown = sorted(c for c in self.grown if c in live and c not in fresh)
+        shrunk = sorted(c for c in self.shrunk if c in live and c not in fresh)
+        deleted = sorted(c for c in self.live_before - live if c not in absorbed)
+        survivors = {s for s, _, _ in self.merges if s in live}
+        described = sorted(set(created) | set(grown) | set(shrunk) | survivors)
+        ids = st.cluster_ids
+        return Result(
+            faces=tuple(faces),
+            created=tuple(ids[c] for c in created),
+            grown=tuple(ids[c] for c in grown),
+            shrunk=tuple(ids[c] for c in shrunk),
+            merged=tuple(
+                MergeOutcome(survivor=ids[s], absorbed=tuple(ids[a] for a in group), automatic=auto)
+                for s, group, auto in self.merges
+            ),
+            deleted=tuple(ids[c] for c in deleted),
+            clusters=tuple(self._cluster_outcomes(described)),
+            removed_faces=self.removed,
+        )

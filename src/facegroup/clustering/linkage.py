@@ -1,0 +1,137 @@
+"""Constrained average linkage over a sparse graph, fast enough for a million faces.
+
+Faces are L2-normalised, so the average cosine similarity between two groups A and B is exactly
+``sum(A) · sum(B) / (|A| |B|)``: each group is carried as the sum of its members and a count, and the linkage
+of any two groups costs one dot product, however large they are. Only pairs of groups joined by at least one
+edge of the nearest-neighbour graph are considered (two groups with no close members have a low average).
+
+Merging follows RAC (reciprocal agglomerative clustering, Dhulipala et al. 2021): in each round every group
+picks its most similar neighbour, and all mutual pairs merge at once. For a reducible linkage such as average
+linkage this gives the same merges as the classic one-at-a-time algorithm, yet each round is a handful of
+vectorised numpy passes over the edges instead of a Python loop over merges.
+
+Constraints are applied at every round: pairs of groups that must not meet (faces of one photo, a face the
+user took out of a cluster), groups carrying two different user names, and a higher bar for joining two
+groups that are both already established clusters ("strong evidence").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_CHUNK = 1 << 18  # edges per block when gathering vectors, to bound memory at a million faces
+
+
+@dataclass(frozen=True)
+class LinkageConstraints:
+    """What may not merge. All arrays are indexed by unit (the input groups)."""
+
+    cannot_link: np.ndarray | None = None  # (m, 2) pairs of units that must never share a group
+    established: np.ndarray | None = (
+        None  # bool per unit: already a cluster (merging two needs strong_threshold)
+    )
+    name: np.ndarray | None = None  # int per unit: user-name code, -1 for unnamed; two codes never merge
+    strong_threshold: float | None = None  # bar for joining two established groups (>= threshold)
+
+
+def _edge_similarity(sums: np.ndarray, counts: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    out = np.empty(len(u), dtype=np.float64)
+    for lo in range(0, len(u), _CHUNK):
+        hi = lo + _CHUNK
+        dots = np.einsum("ij,ij->i", sums[u[lo:hi]], sums[v[lo:hi]], dtype=np.float64)
+        out[lo:hi] = dots / (counts[u[lo:hi]] * counts[v[lo:hi]])
+    return out
+
+
+def _canonical(u: np.ndarray, v: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges as unique (low, high) pairs without self-loops, in a fixed order."""
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    keep = lo != hi
+    keys = np.unique(lo[keep].astype(np.int64) * n_units + hi[keep])
+    return keys // n_units, keys % n_units
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray, n_units: int) -> np.ndarray:
+    return np.minimum(a, b).astype(np.int64) * n_units + np.maximum(a, b)
+
+
+def average_linkage(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    edges: np.ndarray,
+    threshold: float,
+    constraints: LinkageConstraints | None = None,
+) -> np.ndarray:
+    """Group units whose average cosine similarity stays at or above ``threshold``.
+
+    ``sums`` (n, d) holds the sum of each unit's normalised embeddings and ``counts`` (n,) its size; a single
+    face is a unit with its embedding as sum and count 1. ``edges`` (e, 2) lists candidate pairs (the kNN
+    graph). Returns, for each unit, the index of the unit its group is named after (the smallest member of the
+    group). Deterministic: ties are broken by unit index.
+    """
+    c = constraints or LinkageConstraints()
+    n = len(counts)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    sums = np.array(sums, dtype=np.float32, copy=True)
+    size = np.asarray(counts, dtype=np.float64).copy()
+    root = np.arange(n, dtype=np.int64)
+    established = np.zeros(n, bool) if c.established is None else np.asarray(c.established, bool).copy()
+    name = np.full(n, -1, np.int64) if c.name is None else np.asarray(c.name, np.int64).copy()
+    strong = threshold if c.strong_threshold is None else max(threshold, c.strong_threshold)
+    forbidden = np.zeros(0, np.int64)
+    cl = np.zeros((0, 2), np.int64) if c.cannot_link is None else np.asarray(c.cannot_link, np.int64)
+    cl = cl[cl[:, 0] != cl[:, 1]] if len(cl) else cl.reshape(0, 2)
+
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    u, v = _canonical(edges[:, 0], edges[:, 1], n)
+    sim = _edge_similarity(sums, size, u, v)
+    while len(u):
+        if len(cl):
+            forbidden = np.unique(_pair_keys(cl[:, 0], cl[:, 1], n))
+        ok = sim >= np.where(established[u] & established[v], strong, threshold)
+        ok &= (name[u] < 0) | (name[v] < 0) | (name[u] == name[v])
+        if len(forbidden):
+            ok &= ~np.isin(_pair_keys(u, v, n), forbidden, assume_unique=False)
+        # Edges that fail now can only fail later: an average of values under the bar stays under it, and
+        # constraints only accumulate as groups grow.
+        u, v, sim = u[ok], v[ok], sim[ok]
+        if not len(u):
+            break
+        # Each unit's best neighbour: highest similarity, ties to the lowest index.
+        src = np.concatenate([u, v])
+        dst = np.concatenate([v, u])
+        s = np.concatenate([sim, sim])
+        best = np.full(n, -np.inf)
+        np.maximum.at(best, src, s)
+        top = s == best[src]
+        partner = np.full(n, n, dtype=np.int64)
+        np.minimum.at(partner, src[top], dst[top])
+        has = partner < n
+        mutual = np.flatnonzero(has)
+        mutual = mutual[(partner[partner[mutual]] == mutual) & (mutual < partner[mutual])]
+        if not len(mutual):  # cannot happen (the best edge overall is mutual); guards against a loop
+            break
+        keep, gone = mutual, partner[mutual]
+        sums[keep] += sums[gone]
+        size[keep] += size[gone]
+        established[keep] |= established[gone]
+        name[keep] = np.maximum(name[keep], name[gone])
+        step = np.arange(n, dtype=np.int64)
+        step[gone] = keep
+        root = step[root]
+        if len(cl):
+            cl = step[cl]
+        merged = np.zeros(n, bool)
+        merged[keep] = True
+        u, v = step[u], step[v]
+        touched = merged[u] | merged[v]
+        stay_u, stay_v, stay_s = u[~touched], v[~touched], sim[~touched]
+        new_u, new_v = _canonical(u[touched], v[touched], n)
+        new_s = _edge_similarity(sums, size, new_u, new_v)
+        u = np.concatenate([stay_u, new_u])
+        v = np.concatenate([stay_v, new_v])
+        sim = np.concatenate([stay_s, new_s])
+    return root
