@@ -1,0 +1,188 @@
+"""Raw HTTP against a live server: what the SDK never sends, signed by our own ``sign`` helper."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import uvicorn
+from harness import ACCESS_KEY_ID, KEYS, SECRET, Seen, build_actions
+from live_server import exchange, serve
+
+from facegroup.api import create_app
+from facegroup.api.server import MAX_REQUEST_HEAD, MAX_REQUEST_LINE
+from facegroup.protocol.signing import encode_query, sign
+
+
+def post(address: str, action: str, query: dict[str, str], *, date=None, nonce=None, secret=SECRET, **extra):
+    headers = sign(
+        access_key_id=ACCESS_KEY_ID,
+        secret=secret,
+        action=action,
+        host=address,
+        query=query,
+        date=date,
+        nonce=nonce,
+        extra_headers=extra.pop("extra_headers", None),
+    )
+    return httpx.post(f"http://{address}/?{encode_query(query)}", headers=headers, **extra)
+
+
+def assert_imm_error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"RequestId", "HostId", "Code", "Message", "Recommend"}
+    assert body["Code"] == code and body["Message"]
+    assert response.headers["x-acs-request-id"] == body["RequestId"]
+    return body
+
+
+def test_signed_by_our_helper_round_trips(address: str):
+    response = post(address, "GetProject", {"ProjectName": "p9", "WithStatistics": "true"})
+    assert response.status_code == 200
+    assert response.json()["Project"] == {"ProjectName": "p9", "Description": "statistics=True"}
+
+
+def test_stale_and_future_dates_are_expired(address: str):
+    for skew in (timedelta(minutes=-16), timedelta(minutes=16)):
+        response = post(address, "GetProject", {"ProjectName": "p"}, date=datetime.now(UTC) + skew)
+        assert "15 minutes" in assert_imm_error(response, 400, "InvalidTimeStamp.Expired")["Message"]
+
+
+def test_replayed_nonce_is_refused(address: str):
+    query = {"ProjectName": "p"}
+    headers = sign(access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetProject", host=address, query=query)
+    url = f"http://{address}/?{encode_query(query)}"
+    assert httpx.post(url, headers=headers).status_code == 200
+    assert_imm_error(httpx.post(url, headers=headers), 400, "SignatureNonceUsed")
+
+
+def test_no_authorization_is_incomplete_signature(address: str):
+    response = httpx.post(f"http://{address}/?ProjectName=p", headers={"x-acs-action": "GetProject"})
+    assert "Authorization" in assert_imm_error(response, 400, "IncompleteSignature")["Message"]
+    assert_imm_error(httpx.post(f"http://{address}/"), 400, "IncompleteSignature")
+
+
+def test_bad_json_parameter_is_invalid_json(address: str):
+    response = post(
+        address, "BatchGetFigureCluster", {"ProjectName": "p", "DatasetName": "d", "ObjectIds": "[1,"}
+    )
+    body = assert_imm_error(response, 400, "InvalidJSON")
+    assert body["Message"] == "Array parsing error, ObjectIds"
+
+
+def test_a_parameter_given_twice_is_refused(address: str):
+    query = [("ProjectName", "p"), ("ProjectName", "q")]
+    headers = sign(access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetProject", host=address, query=query)
+    response = httpx.post(f"http://{address}/?{encode_query(query)}", headers=headers)
+    assert "given more than once" in assert_imm_error(response, 400, "InvalidArgument")["Message"]
+
+
+def test_invalid_resource_names_never_reach_policy_or_handler(address: str, seen: Seen):
+    before = len(seen.calls)
+    for name in ("a/b", "*", "1x", "p" * 129):
+        response = post(address, "GetProject", {"ProjectName": name})
+        assert "ProjectName" in assert_imm_error(response, 400, "InvalidArgument")["Message"]
+    assert len(seen.calls) == before
+
+
+def test_unknown_version_and_missing_action(address: str):
+    response = post(
+        address, "GetProject", {"ProjectName": "p"}, extra_headers={"x-acs-version": "2017-09-06"}
+    )
+    assert "2020-09-30" in assert_imm_error(response, 400, "InvalidArgument")["Message"]
+    response = post(address, "", {"ProjectName": "p"})
+    assert "no action" in assert_imm_error(response, 400, "InvalidArgument")["Message"]
+    response = post(address, "NoSuchThing", {})
+    assert "NoSuchThing is not supported" in assert_imm_error(response, 400, "UnsupportedAction")["Message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/", 405, "MethodNotAllowed"),
+        ("PUT", "/", 405, "MethodNotAllowed"),
+        ("POST", "/v1/projects", 404, "InvalidPath"),
+        ("GET", "/docs", 404, "InvalidPath"),
+    ],
+)
+def test_wrong_method_or_path_is_json(address: str, method: str, path: str, status: int, code: str):
+    response = httpx.request(method, f"http://{address}{path}")
+    assert "POST /" in assert_imm_error(response, status, code)["Message"]
+
+
+def test_a_large_body_is_refused_before_it_is_read(address: str):
+    response = post(address, "GetProject", {"ProjectName": "p"}, content=b"x" * (1024 * 1024 + 1))
+    assert_imm_error(response, 400, "LimitExceeded")
+
+
+def test_a_form_body_carries_parameters_and_is_signed(address: str):
+    body = encode_query({"ObjectIds": json.dumps(["C1", "C2"])}).encode()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    query = {"ProjectName": "p", "DatasetName": "d"}
+    headers = sign(
+        access_key_id=ACCESS_KEY_ID,
+        secret=SECRET,
+        action="BatchGetFigureCluster",
+        host=address,
+        query=query,
+        body=body,
+        extra_headers=form,
+    )
+    url = f"http://{address}/?{encode_query(query)}"
+    response = httpx.post(url, headers=headers, content=body)
+    assert [c["ObjectId"] for c in response.json()["FigureClusters"]] == ["C1", "C2"]
+    headers = sign(
+        access_key_id=ACCESS_KEY_ID,
+        secret=SECRET,
+        action="BatchGetFigureCluster",
+        host=address,
+        query=query,
+        body=body,
+        extra_headers=form,
+    )
+    assert_imm_error(
+        httpx.post(url, headers=headers, content=body.replace(b"C2", b"C3")), 400, "SignatureDoesNotMatch"
+    )
+
+
+def _signed_head(address: str, line_length: int) -> bytes:
+    """A signed GetProject request head whose request line (``POST /?... HTTP/1.1``) is ``line_length`` bytes."""
+    base = len(f"POST /?{encode_query({'ProjectName': 'p', 'Padding': ''})} HTTP/1.1")
+    query = {"ProjectName": "p", "Padding": "x" * (line_length - base)}
+    line = f"POST /?{encode_query(query)} HTTP/1.1"
+    assert len(line) == line_length
+    headers = sign(access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetProject", host=address, query=query)
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"{line}\r\n{fields}content-length: 0\r\nconnection: close\r\n\r\n".encode()
+
+
+def test_a_64_kib_request_line_is_accepted(address: str, seen: Seen):
+    head = _signed_head(address, MAX_REQUEST_LINE)
+    response = exchange(address, [head[:-4], head[-4:]])
+    assert response.status == 200, response.body
+    assert json.loads(response.body)["Project"]["ProjectName"] == "p"
+    assert seen.request_lines[-1] == MAX_REQUEST_LINE
+
+
+def test_a_head_over_the_limit_gets_a_json_error(address: str):
+    head = _signed_head(address, MAX_REQUEST_HEAD + 1024)
+    response = exchange(address, [head[:-4]])  # the server must answer before the head is even complete
+    assert response.status == 400
+    assert response.headers["content-type"] == "application/json"
+    body = json.loads(response.body)
+    assert body["Code"] == "InvalidRequest" and str(MAX_REQUEST_HEAD) in body["Message"]
+    assert response.headers["x-acs-request-id"] == body["RequestId"]
+
+
+def test_uvicorn_defaults_would_refuse_the_line_the_spec_allows():
+    """Why ``server_config`` exists: the same app under uvicorn's default limits fails a 60 KiB line."""
+    app = create_app(build_actions(Seen()), KEYS.get)
+    with serve(app, uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical")) as address:
+        head = _signed_head(address, 60 * 1024)
+        assert exchange(address, [head[:-4]]).status == 400
+        small = _signed_head(address, 200)
+        assert exchange(address, [small]).status == 200
