@@ -1,0 +1,118 @@
+"""Image bytes -> faces: decode, detect (downscaled), landmark and embed (full resolution), score."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import dlib
+import numpy as np
+from PIL import Image
+
+from facegroup.faces.align import FivePointAligner, points
+from facegroup.faces.config import AnalyzerConfig
+from facegroup.faces.decode import DecodedImage, decode_image
+from facegroup.faces.detect import Detection, Detector, make_detector, upsample_for
+from facegroup.faces.embed import DlibResNetEmbedder, Embedder
+from facegroup.faces.quality import face_quality, head_pose, sharpness
+from facegroup.faces.results import AnalyzedImage, Boundary, Face
+
+
+class Analyzer:
+    """The face pipeline for one configuration. Build it once per process (``get_analyzer``): the models
+    load in the constructor. Safe to share between threads, which take turns on each model."""
+
+    def __init__(
+        self, config: AnalyzerConfig, *, detector: Detector | None = None, embedder: Embedder | None = None
+    ) -> None:
+        self.config = config
+        self.detector = detector or make_detector(config.detector)
+        self.embedder = embedder or DlibResNetEmbedder()
+        self.aligner = FivePointAligner()
+        self._chip_size = int(getattr(self.embedder, "chip_size", 150))
+        self._chip_padding = float(getattr(self.embedder, "chip_padding", 0.25))
+
+    def analyze(self, data: bytes) -> AnalyzedImage:
+        """Faces of the image in ``data``; raises ImageError for anything that is not a usable image."""
+        decoded = decode_image(data, max_pixels=self.config.max_image_pixels)
+        return AnalyzedImage(
+            width=decoded.width,
+            height=decoded.height,
+            content_type=decoded.content_type,
+            faces=self.faces(decoded),
+        )
+
+    def faces(self, decoded: DecodedImage) -> list[Face]:
+        detections = self._detect(decoded)
+        if not detections:
+            return []
+        pixels = decoded.pixels
+        boxes = [
+            dlib.rectangle(round(d.left), round(d.top), round(d.right) - 1, round(d.bottom) - 1)
+            for d in detections
+        ]
+        shapes = self.aligner.landmarks(pixels, boxes)
+        chips = self.aligner.chips(pixels, shapes, self._chip_size, self._chip_padding)
+        embeddings = self.embedder.embed(chips)
+        faces = [
+            self._face(detection, points(shape), chip, embedding, decoded.width, decoded.height)
+            for detection, shape, chip, embedding in zip(detections, shapes, chips, embeddings, strict=True)
+        ]
+        faces.sort(key=lambda f: (f.boundary.top, f.boundary.left))
+        return faces
+
+    def _detect(self, decoded: DecodedImage) -> list[Detection]:
+        """Detect on a copy no larger than ``detect_max_side``; return boxes in full-resolution pixels."""
+        longest = max(decoded.width, decoded.height)
+        scale = min(1.0, self.config.detect_max_side / longest)
+        if scale < 1.0:
+            size = (max(1, round(decoded.width * scale)), max(1, round(decoded.height * scale)))
+            pixels = np.asarray(decoded.image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
+            scale_x, scale_y = size[0] / decoded.width, size[1] / decoded.height
+        else:
+            pixels, scale_x, scale_y = decoded.pixels, 1.0, 1.0
+        upsample = upsample_for(self.config.min_face_px, scale, self.config.max_upsample)
+        found = self.detector.detect(pixels, upsample)
+        if scale_x == 1.0 and scale_y == 1.0:
+            return found
+        return [
+            Detection(d.left / scale_x, d.top / scale_y, d.right / scale_x, d.bottom / scale_y, d.score)
+            for d in found
+        ]
+
+    def _face(
+        self,
+        detection: Detection,
+        landmarks: tuple[tuple[float, float], ...],
+        chip: np.ndarray,
+        embedding: np.ndarray,
+        width: int,
+        height: int,
+    ) -> Face:
+        boundary = _clipped_boundary(detection, width, height)
+        pose = head_pose(landmarks)
+        sharp = sharpness(chip, self._chip_padding)
+        face_px = min(detection.right - detection.left, detection.bottom - detection.top)
+        return Face(
+            boundary=boundary,
+            confidence=self.detector.confidence(detection.score),
+            quality=face_quality(face_px, sharp, pose),
+            sharpness=sharp,
+            head_pose=pose,
+            landmarks=landmarks,
+            embedding=embedding,
+        )
+
+
+def _clipped_boundary(detection: Detection, width: int, height: int) -> Boundary:
+    left = min(max(0, round(detection.left)), width - 1)
+    top = min(max(0, round(detection.top)), height - 1)
+    right = max(left + 1, min(width, round(detection.right)))
+    bottom = max(top + 1, min(height, round(detection.bottom)))
+    return Boundary(left=left, top=top, width=right - left, height=bottom - top)
+
+
+@lru_cache(maxsize=8)
+def get_analyzer(config: AnalyzerConfig | None = None) -> Analyzer:
+    """The process's Analyzer for ``config`` (default config if None); the dlib models behind it are
+    loaded once per process and shared by every config."""
+    return Analyzer(config or AnalyzerConfig())

@@ -1,0 +1,38 @@
+"""What the face pipeline can be asked to do. Filled from facegroup.settings by the callers, not here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DETECTORS = ("hog", "cnn")
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """Frozen, hence hashable: one Analyzer (and one set of loaded models) per distinct config.
+
+    - ``detector``: ``hog`` (dlib's frontal HOG detector, fast on CPU) or ``cnn`` (dlib's MMOD CNN, finds
+      more turned faces but takes seconds per megapixel on CPU).
+    - ``max_image_pixels``: images declaring more pixels are refused as ImageTooLarge before decoding.
+    - ``detect_max_side``: larger images are downscaled to this longest side for detection only; faces are
+      still landmarked and embedded from the full-resolution image.
+    - ``min_face_px``: the smallest face side, in original pixels, detection must find; it sets how often
+      the detection image is upsampled (both detectors find faces of about 80 px natively).
+    - ``max_upsample``: a cap on those doublings, because each one quadruples time and memory (two doublings
+      of a 2048 px image take about 4 s and 500 MB with HOG). Past the cap, the smallest face found grows.
+    """
+
+    detector: str = "hog"
+    max_image_pixels: int = 100_000_000
+    detect_max_side: int = 2048
+    min_face_px: int = 40
+    max_upsample: int = 2
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
+        for name in ("max_image_pixels", "detect_max_side", "min_face_px"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer")
+        if self.max_upsample < 0:
+            raise ValueError("max_upsample must be 0 or more")
