@@ -16,8 +16,56 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def analyze(paths: tuple[str, ...]) -> None:
-    """Print the faces found in each image as JSON (IMM Figure fields)."""
-    raise click.ClickException("not implemented yet")
+    """Print the faces found in each image as JSON (IMM Figure fields).
+
+    One JSON object per file and line: URI, ContentType, ImageWidth, ImageHeight, FigureCount and Figures,
+    or URI and Error for a file that cannot be read. Exits non-zero if any file failed.
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from facegroup.faces import AnalyzerConfig, ImageError, get_analyzer
+    from facegroup.settings import get_settings
+
+    settings = get_settings()
+    try:
+        config = AnalyzerConfig(
+            detector=settings.detector,
+            max_image_pixels=settings.max_image_pixels,
+            detect_max_side=settings.detect_max_side,
+            min_face_px=settings.min_face_px,
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"invalid face analysis settings: {exc}") from None
+    analyzer = get_analyzer(config)
+    failed = 0
+    for path in tqdm(paths, desc="analyze", unit="image", disable=True if len(paths) < 2 else None):
+        file = Path(path)
+        record: dict[str, object] = {"URI": file.absolute().as_uri()}
+        try:
+            image = analyzer.analyze(file.read_bytes())
+        except OSError as exc:
+            record["Error"] = f"[InvalidArgument] cannot read {path}: {exc.strerror or exc}"
+        except ImageError as exc:
+            record["Error"] = exc.reason
+        except Exception as exc:  # one broken file must never stop the others
+            record["Error"] = f"[InternalError] {type(exc).__name__}: {exc}"
+        else:
+            record |= {
+                "ContentType": image.content_type,
+                "ImageWidth": image.width,
+                "ImageHeight": image.height,
+                "FigureCount": len(image.faces),
+                "Figures": [face.to_figure() for face in image.faces],
+            }
+        failed += "Error" in record
+        tqdm.write(json.dumps(record, ensure_ascii=False), file=sys.stdout)
+    if failed:
+        click.echo(f"{failed} of {len(paths)} files failed", err=True)
+        click.get_current_context().exit(1)
 
 
 @main.group()
