@@ -74,13 +74,13 @@ def empty_engine(database_url: str) -> Iterator[Engine]:
 def engine(database_url: str) -> Iterator[Engine]:
     """An engine on an empty database migrated to head.
 
-    PostgreSQL migrations take most of a second, so a database already at head is emptied with TRUNCATE.
+    PostgreSQL migrations take most of a second, so a database already at head is emptied instead.
     """
     engine = make_engine(database_url)
     if engine.dialect.name == "postgresql" and _revision(engine) == head_revision():
-        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        with engine.begin() as connection:  # DELETE: TRUNCATE costs half a second for these small tables
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
     else:
         if engine.dialect.name == "postgresql":
             _drop_everything(engine)
@@ -110,6 +110,10 @@ class Seed:
     """Builds the rows most tests need, each in its own committed transaction."""
 
     sessions: sessionmaker[Session]
+
+    def new_figure(self, dataset_id: int, file_id: int | None, seed: int = 0, **values) -> Figure:
+        """A figure not yet added: a plausible box and a random 128-d embedding."""
+        return make_figure(dataset_id, file_id, seed, **values)
 
     def dataset(self, project: str = "proj", dataset: str = "ds") -> int:
         with self.sessions.begin() as session:
