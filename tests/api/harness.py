@@ -9,6 +9,7 @@ from alibabacloud_tea_openapi.models import Config
 
 from facegroup.api import ActionRegistry, Call, Resource, Scope
 from facegroup.protocol.params import Bool, Json, Str
+from facegroup.protocol.signing import encode_query, sign
 
 ACCESS_KEY_ID = "testAccessKeyId"
 SECRET = "testAccessKeySecret"
@@ -96,3 +97,14 @@ def sdk_client(address: str, key_id: str = ACCESS_KEY_ID, secret: str = SECRET, 
             **options,
         )
     )
+
+
+def signed_head(address: str, line_length: int) -> bytes:
+    """A signed GetProject request head whose request line (``POST /?... HTTP/1.1``) is ``line_length`` bytes."""
+    base = len(f"POST /?{encode_query({'ProjectName': 'p', 'Padding': ''})} HTTP/1.1")
+    query = {"ProjectName": "p", "Padding": "x" * (line_length - base)}
+    line = f"POST /?{encode_query(query)} HTTP/1.1"
+    assert len(line) == line_length
+    headers = sign(access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetProject", host=address, query=query)
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"{line}\r\n{fields}content-length: 0\r\nconnection: close\r\n\r\n".encode()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import uvicorn
-from harness import ACCESS_KEY_ID, KEYS, SECRET, Seen, build_actions
+from harness import ACCESS_KEY_ID, KEYS, SECRET, Seen, build_actions, signed_head
 from live_server import exchange, serve
 
 from facegroup.api import create_app
@@ -149,19 +149,8 @@ def test_a_form_body_carries_parameters_and_is_signed(address: str):
     )
 
 
-def _signed_head(address: str, line_length: int) -> bytes:
-    """A signed GetProject request head whose request line (``POST /?... HTTP/1.1``) is ``line_length`` bytes."""
-    base = len(f"POST /?{encode_query({'ProjectName': 'p', 'Padding': ''})} HTTP/1.1")
-    query = {"ProjectName": "p", "Padding": "x" * (line_length - base)}
-    line = f"POST /?{encode_query(query)} HTTP/1.1"
-    assert len(line) == line_length
-    headers = sign(access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetProject", host=address, query=query)
-    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return f"{line}\r\n{fields}content-length: 0\r\nconnection: close\r\n\r\n".encode()
-
-
 def test_a_64_kib_request_line_is_accepted(address: str, seen: Seen):
-    head = _signed_head(address, MAX_REQUEST_LINE)
+    head = signed_head(address, MAX_REQUEST_LINE)
     response = exchange(address, [head[:-4], head[-4:]])
     assert response.status == 200, response.body
     assert json.loads(response.body)["Project"]["ProjectName"] == "p"
@@ -169,7 +158,7 @@ def test_a_64_kib_request_line_is_accepted(address: str, seen: Seen):
 
 
 def test_a_head_over_the_limit_gets_a_json_error(address: str):
-    head = _signed_head(address, MAX_REQUEST_HEAD + 1024)
+    head = signed_head(address, MAX_REQUEST_HEAD + 1024)
     response = exchange(address, [head[:-4]])  # the server must answer before the head is even complete
     assert response.status == 400
     assert response.headers["content-type"] == "application/json"
@@ -182,7 +171,7 @@ def test_uvicorn_defaults_would_refuse_the_line_the_spec_allows():
     """Why ``server_config`` exists: the same app under uvicorn's default limits fails a 60 KiB line."""
     app = create_app(build_actions(Seen()), KEYS.get)
     with serve(app, uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical")) as address:
-        head = _signed_head(address, 60 * 1024)
+        head = signed_head(address, 60 * 1024)
         assert exchange(address, [head[:-4]]).status == 400
-        small = _signed_head(address, 200)
+        small = signed_head(address, 200)
         assert exchange(address, [small]).status == 200

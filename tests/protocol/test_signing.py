@@ -221,6 +221,13 @@ def test_headers_that_guard_against_replay_must_be_signed(header: str):
     assert check(_signed_without("x-acs-version", now), now).action == "GetTask"
 
 
+def test_a_guarding_header_sent_twice_is_refused():
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    headers = sign(access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetTask", host="h", date=now)
+    request = HttpRequest("POST", "/", "", (*headers.items(), ("x-acs-action", "DeleteProject")))
+    assert code_of(request, now) == "IncompleteSignature"
+
+
 def test_malformed_date_and_nonce():
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     for date in ("2026-01-02 03:04:05", "yesterday", "2026-01-02T03:04:05+08:00"):

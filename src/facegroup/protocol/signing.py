@@ -214,6 +214,9 @@ def _verify_acs3(
     absent = [name for name in auth.signed_headers if not request.header_values(name)]
     if absent:
         raise ImmError.incomplete_signature(f"Signed headers missing from the request: {', '.join(absent)}.")
+    repeated = [name for name in REQUIRED_SIGNED_HEADERS if len(request.header_values(name)) > 1]
+    if repeated:
+        raise ImmError.incomplete_signature(f"These headers must be sent once: {', '.join(repeated)}.")
     date = _parse_date(request.header("x-acs-date") or "", "x-acs-date")
     nonce = _check_nonce_format(request.header("x-acs-signature-nonce") or "", "x-acs-signature-nonce")
     secret = _secret_of(auth.access_key_id, lookup_secret)
