@@ -21,7 +21,8 @@ _SEED = 1234
 
 
 def _nlist_for(n: int) -> int:
-    return int(min(8192, max(64, round(2 * np.sqrt(n)))))
+    """About 2·sqrt(n) lists, never more than the training sample can support."""
+    return int(max(1, min(8192, round(2 * np.sqrt(n)), n // _TRAIN_POINTS_PER_LIST)))
 
 
 class FaceIndex:
@@ -115,8 +116,16 @@ class FaceIndex:
     # --- persistence -------------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        """Canonical bytes: the id -> position hash table is left out (its order depends on history) and
+        rebuilt from the lists on load, so equal indexes give equal bytes."""
         header = np.array([self.dim, self.ivf_min_faces, self.nprobe, self._trained_at], dtype=np.int64)
-        return header.tobytes() + faiss.serialize_index(self._index).tobytes()
+        if not self.is_ivf:
+            return header.tobytes() + faiss.serialize_index(self._index).tobytes()
+        self._index.set_direct_map_type(faiss.DirectMap.NoMap)
+        try:
+            return header.tobytes() + faiss.serialize_index(self._index).tobytes()
+        finally:
+            self._index.set_direct_map_type(faiss.DirectMap.Hashtable)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FaceIndex:
@@ -127,6 +136,8 @@ class FaceIndex:
         out = cls(dim, ivf_min_faces=ivf_min_faces, nprobe=nprobe)
         out._index = faiss.deserialize_index(np.frombuffer(data[32:], dtype=np.uint8))
         out._trained_at = trained_at
+        if trained_at:
+            out._index.set_direct_map_type(faiss.DirectMap.Hashtable)
         if out._index.d != dim:
             raise ValueError("face index is corrupt: dimension mismatch")
         return out

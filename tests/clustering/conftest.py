@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import pytest
+from clustering_helpers import People
+
+from facegroup.clustering import Engine
+
+
+@pytest.fixture
+def people() -> People:
+    return People()
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine()
