@@ -175,3 +175,18 @@ def test_uvicorn_defaults_would_refuse_the_line_the_spec_allows():
         assert exchange(address, [head[:-4]]).status == 400
         small = signed_head(address, 200)
         assert exchange(address, [small]).status == 200
+
+
+def test_an_exception_outside_the_dispatcher_is_still_an_imm_500(caplog):
+    """Routes added next to ``POST /`` later (web page, metrics) get the same safety net."""
+    app = create_app(build_actions(Seen()), KEYS.get)
+
+    async def boom(request):
+        raise RuntimeError("secret detail")
+
+    app.add_route("/boom", boom, methods=["GET"])
+    with caplog.at_level("ERROR", logger="facegroup.api"), serve(app) as address:
+        response = httpx.get(f"http://{address}/boom")
+    body = assert_imm_error(response, 500, "InternalError")
+    assert "secret detail" not in response.text
+    assert any(body["RequestId"] in record.getMessage() for record in caplog.records)
