@@ -122,7 +122,9 @@ def apply_user_changes(state: ClusterState, change: Change, journal: Journal) ->
         target = state.code_of[merge.target]
         sources = [state.code_of[s] for s in merge.sources]
         journal.assign(state.members(sources), target)
-        state.apart = {(r, target if c in sources else c) for r, c in state.apart}
+        # Taken out of a source, the face may not join the target either, unless it is in it by now.
+        redirected = {(r, target if c in sources else c) for r, c in state.apart}
+        state.apart = {(r, c) for r, c in redirected if state.cluster.data[r] != c}
         journal.merges.append((target, sources, False))
         for code in sources:
             state.drop_cluster(code)

@@ -119,10 +119,10 @@ def cluster_active_faces(
     edges = np.concatenate([np.stack([us, ud], axis=1), bridges])
 
     cannot = [np.zeros((0, 2), np.int64)]
-    images = state.image.data[active]
-    rows = np.flatnonzero(np.isin(state.image.data, np.unique(images)) & state.alive.data)
-    if len(rows) > len(np.unique(images)):
-        cannot.append(row_unit[pairs_within_groups(state.image.data[rows], rows)])
+    # Faces of one image never share a cluster: pairs among the active faces and the members of the
+    # clusters in play (two existing clusters holding faces of one photo must not merge either).
+    rows = np.union1d(active, state.members(codes.tolist()))
+    cannot.append(row_unit[pairs_within_groups(state.image.data[rows], rows)])
     if state.apart:
         apart = np.array(sorted(state.apart), np.int64)
         cannot.append(np.stack([row_unit[apart[:, 0]], code_unit[apart[:, 1]]], axis=1))
