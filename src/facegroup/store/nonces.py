@@ -34,7 +34,8 @@ def remember_nonce(session: Session, nonce: str, expires_at: datetime, now: date
         set_={"expires_at": stmt.excluded.expires_at},
         where=SignatureNonce.expires_at <= now,
     )
-    return session.execute(stmt).rowcount == 1
+    # RETURNING rather than rowcount: the row comes back only when it was inserted or taken over.
+    return session.execute(stmt.returning(SignatureNonce.id)).first() is not None
 
 
 def prune_nonces(session: Session, now: datetime) -> int:
