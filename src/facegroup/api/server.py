@@ -8,6 +8,7 @@ raised here, and the few requests h11 itself refuses get IMM's JSON error body i
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import h11
@@ -71,3 +72,15 @@ def build_server(app: Any, host: str = "127.0.0.1", port: int = 8080, **options:
 def run_server(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     build_server(app, host, port, **options).run()
+
+
+def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0 = any free port) for ``Server.run(sockets=[...])``.
+
+    Created with ``IPPROTO_TCP`` on purpose: asyncio only sets TCP_NODELAY on accepted connections whose
+    listening socket says so, and without it every keep-alive request waits ~40 ms for a delayed ACK.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
