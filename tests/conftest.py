@@ -44,3 +44,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
         for nodeid in _skipped_postgres_tests:
             terminalreporter.line(f"  {nodeid}", red=True)
+
+
+@pytest.fixture(scope="session")
+def sample_photo():
+    """``sample_photo(name)`` -> Path of a real photo from facegroup.samples ("group": six people,
+    "portrait": one face, "astronaut": one face); fetched once per machine, then cached."""
+    from facegroup.samples import sample_path
+
+    return sample_path
