@@ -190,3 +190,26 @@ def test_an_exception_outside_the_dispatcher_is_still_an_imm_500(caplog):
     body = assert_imm_error(response, 500, "InternalError")
     assert "secret detail" not in response.text
     assert any(body["RequestId"] in record.getMessage() for record in caplog.records)
+
+
+def test_the_store_backed_nonce_store_plugs_in(tmp_path):
+    """The store's ``DatabaseNonceStore`` (a real SQLite file) behind the real server refuses a replay."""
+    from facegroup.store.engine import make_engine, session_factory
+    from facegroup.store.migrate import upgrade
+    from facegroup.store.nonces import DatabaseNonceStore
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'facegroup.db'}")
+    upgrade(engine)
+    app = create_app(build_actions(Seen()), KEYS.get, nonces=DatabaseNonceStore(session_factory(engine)))
+    try:
+        with serve(app) as address:
+            query = {"ProjectName": "p"}
+            headers = sign(
+                access_key_id=ACCESS_KEY_ID, secret=SECRET, action="GetProject", host=address, query=query
+            )
+            url = f"http://{address}/?{encode_query(query)}"
+            assert httpx.post(url, headers=headers).status_code == 200
+            assert_imm_error(httpx.post(url, headers=headers), 400, "SignatureNonceUsed")
+            assert post(address, "GetProject", query).status_code == 200
+    finally:
+        engine.dispose()

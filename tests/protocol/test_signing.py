@@ -195,6 +195,7 @@ def test_unsigned_and_malformed_authorization_is_incomplete():
         "ACS3-HMAC-SHA256",
         "ACS3-HMAC-SHA256 Credential=testAccessKeyId,SignedHeaders=host",
         "Bearer abc",
+        f"ACS3-HMAC-SHA256 Credential={'a' * 65},SignedHeaders=host,Signature=00",
         "ACS3-HMAC-SM3 Credential=testAccessKeyId,SignedHeaders=host,Signature=00",
         "",
     ):

@@ -49,7 +49,7 @@ LEGACY_PROTOCOL_PARAMS = frozenset(
     }
 )
 _NONCE = re.compile(r"[\x21-\x7e]{1,128}")
-_ACCESS_KEY_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_ACCESS_KEY_ID = re.compile(r"[\x21-\x7e]{1,64}")  # the store keeps ids up to 64 characters
 
 SecretLookup = Callable[[str], str | None]
 Pairs = Sequence[tuple[str, str]]
