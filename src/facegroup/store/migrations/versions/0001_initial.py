@@ -1,5 +1,7 @@
-"""Initial schema: projects, datasets, files, figures, figure clusters, tasks, bindings, access keys,
-signature nonces, the notification outbox and the clustering engine's saved state.
+"""Initial schema.
+
+Projects, datasets, files, figures, figure clusters, tasks, bindings, access keys, signature nonces, the
+notification outbox and the clustering engine's saved state.
 
 Revision ID: 0001
 Revises:
