@@ -123,3 +123,23 @@ def test_the_api_queries_have_their_indexes(engine: Engine) -> None:
             assert columns in indexed, (table, columns)
     unique = [constraint["column_names"] for constraint in inspector.get_unique_constraints("files")]
     assert ["dataset_id", "uri"] in unique  # also the index of URI prefix queries
+
+
+def test_prefix_columns_compare_by_code_point(engine: Engine) -> None:
+    """Alembic does not compare collations, so this checks the one the prefix filter relies on."""
+    columns = [("files", "uri"), ("files", "custom_id"), ("projects", "name"), ("datasets", "name")]
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND collation_name IS NOT NULL"
+            ).all()
+            assert sorted((table, column) for table, column, collation in rows if collation == "C") == sorted(
+                columns
+            )
+        else:  # SQLite compares text bytewise unless a column says otherwise
+            for table, column in columns:
+                ddl = connection.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+                ).scalar()
+                assert "COLLATE" not in ddl.upper(), (table, column)

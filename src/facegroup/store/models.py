@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from facegroup.store.types import (
+    EMBEDDING_DTYPE,
     BigIntKey,
     JSONType,
     UTCDateTime,
@@ -106,7 +107,7 @@ class Project(Timestamped, Base):
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)  # ProjectName
+    name: Mapped[str] = mapped_column(code_point_string(128), unique=True)  # ProjectName; Prefix lists it
     description: Mapped[str | None] = mapped_column(String(256))
     service_role: Mapped[str | None] = mapped_column(String(256))
     template_id: Mapped[str | None] = mapped_column(String(256))
@@ -132,7 +133,7 @@ class Dataset(Timestamped, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(128))  # DatasetName
+    name: Mapped[str] = mapped_column(code_point_string(128))  # DatasetName; Prefix lists it
     description: Mapped[str | None] = mapped_column(String(256))
     template_id: Mapped[str | None] = mapped_column(String(256))
     dataset_max_bind_count: Mapped[int | None] = mapped_column(BigInteger)
@@ -313,7 +314,7 @@ class Figure(Timestamped, Base):
         """Store an embedding with the name of the model that made it (only equal models compare)."""
         data = embedding_to_bytes(vector)
         self.embedding = data
-        self.embedding_dim = len(data) // 4
+        self.embedding_dim = len(data) // EMBEDDING_DTYPE.itemsize
         self.embedding_model = model
 
     @property

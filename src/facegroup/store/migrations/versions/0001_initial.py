@@ -72,7 +72,7 @@ def upgrade() -> None:
     op.create_table(
         "projects",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("name", code_point_string(128), nullable=False),
         sa.Column("description", sa.String(length=256), nullable=True),
         sa.Column("service_role", sa.String(length=256), nullable=True),
         sa.Column("template_id", sa.String(length=256), nullable=True),
@@ -104,7 +104,7 @@ def upgrade() -> None:
         "datasets",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("name", code_point_string(128), nullable=False),
         sa.Column("description", sa.String(length=256), nullable=True),
         sa.Column("template_id", sa.String(length=256), nullable=True),
         sa.Column("dataset_max_bind_count", sa.BigInteger(), nullable=True),
