@@ -100,13 +100,16 @@ def _open(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=_PHOTO_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageError("ImageTooLarge", f"declared size is a decompression bomb: {exc}") from None
+        detail = str(exc).split(", could be")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        raise ImageError("ImageTooLarge", f"refused as a decompression bomb: {detail}") from None
     except UnidentifiedImageError:
         other = _recognised_other_format(data)
         if other:
             raise ImageError("UnsupportedImage", f"{other} files are not supported") from None
         raise ImageError("InvalidImage", "not an image (unrecognised file format)") from None
     except _DECODE_ERRORS as exc:
+        if "truncated" in str(exc).lower():
+            raise ImageError("InvalidImage", "truncated image header") from None
         raise ImageError("InvalidImage", f"corrupt image header: {exc}") from None
 
 
