@@ -67,7 +67,7 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 def _make_parent_dir(path: Path) -> None:
     """SQLite creates the file but not its directory, and says only "unable to open database file"."""
     try:
-        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatabaseURLError(f"cannot create the directory of the SQLite database {path}: {exc}") from None
 
@@ -83,7 +83,8 @@ def _tune_sqlite(engine: Engine, *, memory: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             if not memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL
+                # In WAL: a crashed process loses nothing committed; a power cut may lose the last commits.
+                cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
