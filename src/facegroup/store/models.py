@@ -338,6 +338,16 @@ class Task(Base):
         Index(None, "project_id", "end_time"),
         Index(None, "dataset_id", "task_type", "status"),
         Index(None, "status", "lease_expires_at"),
+        Index(None, "serial_key", "status"),
+        Index(None, "end_time"),
+        # The database's own guard for "one running job per key": at most one leased task per serial_key.
+        Index(
+            "uq_tasks_serial_key_leased",
+            "serial_key",
+            unique=True,
+            sqlite_where=text("lease_owner IS NOT NULL"),
+            postgresql_where=text("lease_owner IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
@@ -364,6 +374,11 @@ class Task(Base):
     # Who runs it and until when; a Running task whose lease expired was left by a dead process.
     lease_owner: Mapped[str | None] = mapped_column(String(256))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The registered job that runs this task and its arguments, so any worker can (re)run it after a restart.
+    job_name: Mapped[str | None] = mapped_column(String(128))
+    job_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Tasks sharing a key run one at a time, oldest first (e.g. "dataset:<id>" for clustering).
+    serial_key: Mapped[str | None] = mapped_column(String(256))
 
     project: Mapped[Project] = relationship()
     dataset: Mapped[Dataset | None] = relationship()
