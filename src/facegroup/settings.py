@@ -9,12 +9,51 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "facegroup"
+
+
+class NotifyTopic(BaseModel):
+    """Where the messages of one MNS/RocketMQ TopicName go: a Redis stream, a RabbitMQ exchange or queue,
+    or an HTTP(S) webhook whose body is signed with ``secret`` (HMAC-SHA256)."""
+
+    url: str = Field(description="redis://..., amqp://... or http(s)://...", repr=False)  # may hold a password
+    stream: str | None = Field(default=None, description="Redis: the stream messages are added to")
+    exchange: str | None = Field(default=None, description="RabbitMQ: the exchange to publish to")
+    routing_key: str = Field(default="", description="RabbitMQ: routing key used with exchange")
+    queue: str | None = Field(default=None, description="RabbitMQ: a queue to publish to directly")
+    secret: SecretStr | None = Field(default=None, description="webhook: HMAC-SHA256 key of the body")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="per delivery attempt")
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0].lower()
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its user and password, for logs and error messages."""
+        scheme, sep, rest = self.url.partition("://")
+        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else self.url
+
+    @model_validator(mode="after")
+    def _fits_its_sink(self) -> NotifyTopic:
+        scheme = self.scheme
+        if scheme in ("redis", "rediss", "unix"):
+            if not self.stream:
+                raise ValueError("a Redis topic needs `stream`")
+        elif scheme in ("amqp", "amqps"):
+            if (self.exchange is None) == (self.queue is None):
+                raise ValueError("a RabbitMQ topic needs exactly one of `exchange` or `queue`")
+        elif scheme in ("http", "https"):
+            if self.secret is None or not self.secret.get_secret_value():
+                raise ValueError("a webhook topic needs `secret` (its body is signed with it)")
+        else:
+            raise ValueError(f"unsupported notification URL scheme {scheme!r}: use redis, amqp or https")
+        return self
 
 
 class Settings(BaseSettings):
@@ -35,6 +74,21 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=100_000_000, description="larger images are refused as bombs")
     detect_max_side: int = Field(default=2048, description="images are downscaled to this for detection")
     min_face_px: int = Field(default=40, description="smallest face side (original pixels) to look for")
+
+    # Tasks and the local worker pool (facegroup.jobs.local).
+    worker_threads: int = Field(default=0, ge=0, description="local pool threads; 0 = one per CPU")
+    task_retention_days: float = Field(default=7.0, gt=0, description="finished tasks are kept this long")
+    task_lease_seconds: float = Field(default=30.0, gt=0, description="a dead worker's task reruns then")
+    task_max_attempts: int = Field(default=3, ge=1, description="runs of a task cut short before it fails")
+    task_poll_seconds: float = Field(default=2.0, gt=0, description="how often the pool looks for work")
+
+    # Notifications: MNS/RocketMQ TopicName -> sink, e.g.
+    # FACEGROUP_NOTIFY_TOPICS='{"done": {"url": "redis://127.0.0.1:6379/0", "stream": "facegroup"}}'
+    notify_topics: dict[str, NotifyTopic] = Field(default_factory=dict, description="topic name -> sink")
+    notify_max_attempts: int = Field(default=20, ge=1, description="deliveries tried before giving up")
+    notify_backoff_seconds: float = Field(default=1.0, gt=0, description="first retry delay, then doubled")
+    notify_backoff_max_seconds: float = Field(default=600.0, gt=0, description="longest retry delay")
+    notify_poll_seconds: float = Field(default=1.0, gt=0, description="how often the outbox is read")
 
     @property
     def credentials_path(self) -> Path:
