@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -40,10 +41,12 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     host_id: str = "facegroup",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    lifespan: Callable[[Any], Any] | None = None,
 ) -> FastAPI:
     """The API server. ``lookup_secret(access_key_id)`` gives a key's secret or None; ``nonces`` defaults to
-    a per-process memory store (a multi-process deployment must pass a shared one)."""
-    app = FastAPI(title="facegroup", docs_url=None, redoc_url=None, openapi_url=None)
+    a per-process memory store (a multi-process deployment must pass a shared one); ``lifespan`` is the
+    ASGI lifespan context (background services start and stop there)."""
+    app = FastAPI(title="facegroup", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     dispatcher = Dispatcher(
         actions=actions,
         lookup_secret=lookup_secret,
