@@ -21,7 +21,9 @@ class NotifyTopic(BaseModel):
     """Where the messages of one MNS/RocketMQ TopicName go: a Redis stream, a RabbitMQ exchange or queue,
     or an HTTP(S) webhook whose body is signed with ``secret`` (HMAC-SHA256)."""
 
-    url: str = Field(description="redis://..., amqp://... or http(s)://...", repr=False)  # may hold a password
+    url: str = Field(
+        description="redis://..., amqp://... or http(s)://...", repr=False
+    )  # may hold a password
     stream: str | None = Field(default=None, description="Redis: the stream messages are added to")
     exchange: str | None = Field(default=None, description="RabbitMQ: the exchange to publish to")
     routing_key: str = Field(default="", description="RabbitMQ: routing key used with exchange")
@@ -59,7 +61,9 @@ class NotifyTopic(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEGROUP_", env_file="facegroup.env", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="database, keys, indexes, thumbnails")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="database, keys, indexes, thumbnails"
+    )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir")
 
     # The API server (`facegroup serve`).
@@ -69,7 +73,7 @@ class Settings(BaseSettings):
         default_factory=list, description="folders whose files file:// URIs may name (serve --root)"
     )
 
-    # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by faces_config()).
+    # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by the CLI and the services).
     detector: str = Field(default="hog", description="hog | cnn")
     max_image_pixels: int = Field(default=100_000_000, description="larger images are refused as bombs")
     detect_max_side: int = Field(default=2048, description="images are downscaled to this for detection")
