@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
 from facegroup import __version__
+
+if TYPE_CHECKING:
+    from facegroup.services.database import Database
+    from facegroup.settings import Settings
 
 
 @click.group()
@@ -100,6 +108,272 @@ def db_upgrade() -> None:
         click.echo(f"Database {shown}: upgraded from {result.before or 'empty'} to {result.after} (head).")
     else:
         click.echo(f"Database {shown}: already at {result.after} (head), nothing to do.")
+
+
+# --- the API server and its access keys ------------------------------------------------------------
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    """The process settings with the command line's overrides (options given win over FACEGROUP_*)."""
+    from facegroup.settings import get_settings
+
+    updates = {name: value for name, value in overrides.items() if value is not None}
+    if data_dir is not None:
+        updates["data_dir"] = data_dir.expanduser().absolute()
+    return get_settings().model_copy(update=updates)
+
+
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Database, keys and credentials live here (default: FACEGROUP_DATA_DIR or ~/.local/share/facegroup).",
+)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1; FACEGROUP_HOST).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8400; FACEGROUP_PORT)."
+)
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A folder whose files may be indexed by file:// URI; repeatable. Replaces FACEGROUP_ALLOWED_ROOTS.",
+)
+@_DATA_DIR
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    host: str | None, port: int | None, roots: tuple[Path, ...], data_dir: Path | None, log_level: str
+) -> None:
+    """Run the IMM-compatible API server (Ctrl-C stops it).
+
+    The database is migrated on start. On the very first start an admin access key is created, printed
+    once and saved (mode 0600) in the data directory's credentials.json, where facegroup's commands find it.
+    """
+    from facegroup.api.bootstrap import build_app
+    from facegroup.api.server import run_server
+    from facegroup.api.startup import StartupError, check_roots, prepare_server
+
+    settings = _settings(data_dir, host=host, port=port)
+    try:
+        if roots:
+            settings = settings.model_copy(update={"allowed_roots": check_roots(list(roots))})
+        prepared = prepare_server(settings)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        if prepared.admin_key is not None:
+            key = prepared.admin_key
+            click.echo("First start: created the admin access key. Its secret is shown this once:")
+            click.echo(f"  AccessKeyId:     {key.info.access_key_id}")
+            click.echo(f"  AccessKeySecret: {key.secret}")
+            if prepared.credentials_error is None:
+                click.echo(
+                    f"Saved to {prepared.credentials_path} (mode 0600), where facegroup's commands find it."
+                )
+        if prepared.credentials_error is not None:
+            click.echo(f"Warning: {prepared.credentials_error}", err=True)
+        roots_shown = (
+            ", ".join(str(root) for root in settings.allowed_roots) or "none (file:// indexing is off)"
+        )
+        click.echo(f"Database: {prepared.database}. Allowed roots: {roots_shown}.")
+        click.echo(f"IMM API on http://{settings.host}:{settings.port}/ (API version 2020-09-30)", nl=True)
+        sys.stdout.flush()
+        run_server(build_app(settings, db=prepared.db), settings.host, settings.port, log_level=log_level)
+    finally:
+        prepared.db.close()
+
+
+@main.group()
+@_DATA_DIR
+@click.pass_context
+def keys(context: click.Context, data_dir: Path | None) -> None:
+    """Access keys of the API server, straight in its database (the server need not run).
+
+    A revoked key fails every request with InvalidAccessKeyId.NotFound, as an unknown key does.
+    """
+    context.obj = _settings(data_dir)
+
+
+def _open_keys_database(settings: Settings) -> Database:
+    from facegroup.api.startup import StartupError, open_database
+
+    try:
+        return open_database(settings)[0]
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _key_policy(
+    policy: str | None, datasets: tuple[str, ...], projects: tuple[str, ...], admin: bool
+) -> dict:
+    """One policy document from --policy (a file or JSON text) and the presets."""
+    import json
+
+    from facegroup import policy as policies
+
+    statements: list[dict] = []
+    if admin:
+        statements += policies.ADMIN_POLICY["Statement"]
+    for project in projects:
+        statements += policies.project_statements(_policy_name(project, "--allow-project"))
+    for pair in datasets:
+        project, slash, dataset = pair.partition("/")
+        if not slash:
+            raise click.BadParameter(f"{pair!r}: write PROJECT/DATASET", param_hint="--allow-dataset")
+        statements += policies.dataset_statements(
+            _policy_name(project, "--allow-dataset"), _policy_name(dataset, "--allow-dataset")
+        )
+    if policy is not None:
+        text = policy
+        if not policy.lstrip().startswith("{"):
+            try:
+                text = Path(policy).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise click.BadParameter(
+                    f"cannot read {policy}: {exc.strerror}", param_hint="--policy"
+                ) from None
+        try:
+            parsed = policies.parse_policy(text)
+        except policies.PolicyError as exc:
+            raise click.BadParameter(str(exc), param_hint="--policy") from None
+        statements += json.loads(json.dumps(parsed.document["Statement"]))
+    if not statements:
+        raise click.UsageError(
+            "Say what the key may do: --policy, --allow-dataset, --allow-project or --admin."
+        )
+    document = policies.document(*statements)
+    try:
+        policies.parse_policy(document)
+    except policies.PolicyError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return document
+
+
+def _policy_name(name: str, option: str) -> str:
+    """A project or dataset name for a preset; ``*`` and ``?`` wildcards are allowed."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_*?-]{1,128}", name):
+        raise click.BadParameter(f"{name!r} is not a project or dataset name", param_hint=option)
+    return name
+
+
+@keys.command("create")
+@click.option("--policy", help="Policy document: a JSON file, or the JSON text itself.")
+@click.option("--allow-dataset", "datasets", multiple=True, metavar="P/D", help="Full use of dataset D of P.")
+@click.option("--allow-project", "projects", multiple=True, metavar="P", help="Full use of project P.")
+@click.option("--admin", is_flag=True, help="Every action on every resource (imm:* on *).")
+@click.option("--description", help="What the key is for (shown by `keys list`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
+@click.pass_obj
+def keys_create(
+    settings: Settings,
+    policy: str | None,
+    datasets: tuple[str, ...],
+    projects: tuple[str, ...],
+    admin: bool,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key; its secret is printed this once. Presets and --policy add up."""
+    import json
+
+    from facegroup.protocol.errors import ImmError
+    from facegroup.services import access_keys
+
+    document = _key_policy(policy, datasets, projects, admin)
+    db = _open_keys_database(settings)
+    try:
+        key = access_keys.create_key(db, document, description=description, is_admin=admin)
+    except ImmError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        db.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "AccessKeyId": key.info.access_key_id,
+                    "AccessKeySecret": key.secret,
+                    "Description": key.info.description,
+                    "Policy": key.info.policy,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"AccessKeyId:     {key.info.access_key_id}")
+    click.echo(f"AccessKeySecret: {key.secret}")
+    click.echo("The secret is shown this once; store it now.")
+    click.echo(f"Policy: {json.dumps(key.info.policy)}")
+
+
+@keys.command("list")
+@click.option("--active", is_flag=True, help="Only keys that are not revoked.")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON (never their secrets).")
+@click.pass_obj
+def keys_list(settings: Settings, active: bool, as_json: bool) -> None:
+    """The keys with their policies; secrets are never shown."""
+    import json
+
+    from facegroup.protocol.times import format_time
+    from facegroup.services import access_keys
+
+    db = _open_keys_database(settings)
+    try:
+        found = access_keys.list_keys(db, include_revoked=not active)
+    finally:
+        db.close()
+    rows = [
+        {
+            "AccessKeyId": key.access_key_id,
+            "Status": "active" if key.active else "revoked",
+            "Admin": key.is_admin,
+            "CreateTime": format_time(key.created_at),
+            "RevokeTime": format_time(key.revoked_at) if key.revoked_at else None,
+            "Description": key.description,
+            "Policy": key.policy,
+        }
+        for key in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No access keys yet: `facegroup serve` creates the admin key on first start.")
+        return
+    for row in rows:
+        flags = row["Status"] + (", admin" if row["Admin"] else "")
+        click.echo(
+            f"{row['AccessKeyId']}  {flags}  created {row['CreateTime']}  {row['Description'] or ''}".rstrip()
+        )
+        click.echo(f"    policy: {json.dumps(row['Policy'])}")
+
+
+@keys.command("revoke")
+@click.argument("access_key_id")
+@click.pass_obj
+def keys_revoke(settings: Settings, access_key_id: str) -> None:
+    """Revoke a key: its next request fails with InvalidAccessKeyId.NotFound, on every server."""
+    from facegroup.protocol.errors import ImmError
+    from facegroup.services import access_keys
+
+    db = _open_keys_database(settings)
+    try:
+        _, changed = access_keys.revoke_key(db, access_key_id)
+    except ImmError:
+        raise click.ClickException(f"There is no access key {access_key_id}.") from None
+    finally:
+        db.close()
+    click.echo(f"Revoked {access_key_id}." if changed else f"{access_key_id} was already revoked.")
 
 
 if __name__ == "__main__":
