@@ -22,6 +22,8 @@ from facegroup.api.access import AccessControl
 from facegroup.api.app import create_app
 from facegroup.api.context import ApiContext
 from facegroup.api.handlers import LISTING_ACTIONS, all_actions
+from facegroup.jobs.local import LocalWorkerPool
+from facegroup.notify.dispatcher import OutboxDispatcher
 from facegroup.services.database import Database
 from facegroup.settings import Settings
 from facegroup.store import DatabaseNonceStore
@@ -45,8 +47,10 @@ def build_context(settings: Settings, db: Database) -> ApiContext:
 
 
 def background_services(context: ApiContext) -> list[BackgroundService]:
-    """What runs beside the API, in start order. Add the task worker pool and the outbox dispatcher here."""
-    return []
+    """What runs beside the API, in start order: the outbox dispatcher, then the task worker pool (which
+    wakes the dispatcher when a task ends, so its notification leaves at once)."""
+    dispatcher = OutboxDispatcher(context.db, context.settings)
+    return [dispatcher, LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake)]
 
 
 def build_app(

@@ -11,11 +11,12 @@ from types import ModuleType
 
 from facegroup.api.actions import ActionRegistry
 from facegroup.api.context import ApiContext
-from facegroup.api.handlers import datasets, projects
+from facegroup.api.handlers import datasets, projects, tasks
 
 HANDLER_MODULES: tuple[ModuleType, ...] = (
     projects,
     datasets,
+    tasks,
 )
 
 LISTING_ACTIONS: frozenset[str] = frozenset().union(
