@@ -46,21 +46,22 @@ def check_faces(faces: list[NewFace], dim: int | None) -> tuple[list[NewFace], n
     if not faces:
         return faces, np.zeros((0, dim or 0), np.float32), np.zeros(0, np.float32)
     try:
-        vectors = np.stack([np.asarray(f.embedding, dtype=np.float64) for f in faces])
+        vectors = np.stack([np.asarray(f.embedding, dtype=np.float32) for f in faces])
     except (ValueError, TypeError) as exc:
         raise ClusteringInputError(f"embeddings must be numeric vectors of one length: {exc}") from exc
     if vectors.ndim != 2 or vectors.shape[1] == 0:
         raise ClusteringInputError("each embedding must be a non-empty 1-d vector")
     if dim is not None and vectors.shape[1] != dim:
         raise ClusteringInputError(f"embeddings have {vectors.shape[1]} dimensions, the dataset has {dim}")
-    norms = np.linalg.norm(vectors, axis=1)
-    bad = ~np.isfinite(vectors).all(axis=1) | ~(norms > 0)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+    bad = ~np.isfinite(norms) | ~(norms > 0)
     if bad.any():
         raise ClusteringInputError(
             f"face {faces[int(np.argmax(bad))].face_id!r}: embedding is zero or not finite"
         )
+    vectors /= norms[:, None].astype(np.float32)
     quality = np.array([f.quality for f in faces], np.float32)
-    return faces, (vectors / norms[:, None]).astype(np.float32), quality
+    return faces, vectors, quality
 
 
 def validate(state: ClusterState, change: Change) -> tuple[list[NewFace], np.ndarray, np.ndarray]:
