@@ -81,10 +81,9 @@ def claim_due(
 
 
 def mark_delivered(session: Session, message_id: int, now: datetime | None = None) -> None:
+    """The sink took it; ``last_error`` keeps what went wrong before, if anything did."""
     session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
-        .values(delivered_at=now or utcnow(), last_error=None)
+        update(OutboxMessage).where(OutboxMessage.id == message_id).values(delivered_at=now or utcnow())
     )
 
 

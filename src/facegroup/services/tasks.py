@@ -285,7 +285,10 @@ def _dataset_names(session: Session, rows: list[Task]) -> dict[int, str]:
     ids = {row.dataset_id for row in rows if row.dataset_id is not None}
     if not ids:
         return {}
-    return dict(session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(ids))).tuples().all())
+    return {
+        id_: name
+        for id_, name in session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(ids)))
+    }
 
 
 def _record(row: Task, project_name: str, dataset_name: str | None) -> TaskRecord:

@@ -1,0 +1,149 @@
+"""Shared by tests/tasks and tests/notify: a migrated database on each backend, settings, a live server.
+
+``db`` runs every test on a new SQLite file and, when FACEGROUP_TEST_POSTGRES_URL is set (``postgres``
+marker), on a throw-away PostgreSQL database made for this session and emptied before each test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvicorn
+from alibabacloud_imm20200930.client import Client
+from alibabacloud_tea_openapi.models import Config
+from sqlalchemy.pool import NullPool
+
+from facegroup.api import server_config
+from facegroup.api.server import bound_socket
+from facegroup.services.database import Database
+from facegroup.settings import Settings
+from facegroup.store import Base, Dataset, Project, head_revision, make_engine, normalize_url, upgrade
+from facegroup.store.migrate import current_revision
+
+POSTGRES_URL = os.environ.get("FACEGROUP_TEST_POSTGRES_URL") or None
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def tasks_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this session's own, dropped at its end."""
+    if not POSTGRES_URL:
+        pytest.skip("FACEGROUP_TEST_POSTGRES_URL is not set")
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"facegroup_tasks_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield normalize_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database at the head revision: a new SQLite file, or the session's PostgreSQL emptied."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'data' / 'facegroup.db'}"
+        upgrade(url)
+        return url
+    url = request.getfixturevalue("tasks_postgres_url")
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            at_head = current_revision(connection) == head_revision()
+        if at_head:
+            with engine.begin() as connection:
+                for table in reversed(Base.metadata.sorted_tables):
+                    connection.execute(table.delete())
+        else:
+            upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database.connect(db_url)
+    yield database
+    database.close()
+
+
+def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test: quick polls and short leases, so the suite waits little."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": db_url,
+        "worker_threads": 2,
+        "task_lease_seconds": 2.0,
+        "task_poll_seconds": 0.1,
+        "notify_poll_seconds": 0.05,
+        "notify_backoff_seconds": 0.05,
+        "notify_backoff_max_seconds": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def add_dataset(db: Database, project: str = "proj", dataset: str = "ds") -> int:
+    """Project (made if missing) and dataset rows; returns the dataset's id."""
+    with db.write() as session:
+        found = session.query(Project).filter_by(name=project).one_or_none() or Project(name=project)
+        row = Dataset(project=found, name=dataset)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """``app`` on uvicorn (facegroup's server config, lifespan on) in a thread; yields ``127.0.0.1:PORT``."""
+    sock = bound_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_for("the test server to start", lambda: server.started or not thread.is_alive(), timeout=20)
+        if not server.started:
+            raise RuntimeError("the test server did not start")
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def sdk_client(address: str, access_key_id: str, secret: str) -> Client:
+    return Client(
+        Config(
+            access_key_id=access_key_id,
+            access_key_secret=secret,
+            endpoint=address,
+            protocol="http",
+            region_id="cn-hangzhou",
+        )
+    )
