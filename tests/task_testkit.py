@@ -34,20 +34,43 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
-def tasks_postgres_url() -> Iterator[str]:
-    """A PostgreSQL database of this session's own, dropped at its end."""
+def new_tasks_postgres_database() -> Iterator[Callable[[], str]]:
+    """``new_tasks_postgres_database()`` -> URL of a new PostgreSQL database; all dropped after the session."""
     if not POSTGRES_URL:
         pytest.skip("FACEGROUP_TEST_POSTGRES_URL is not set")
     admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"facegroup_tasks_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"facegroup_tasks_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return normalize_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
     try:
-        yield normalize_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        yield create
     finally:
         with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in created:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def tasks_postgres_url(new_tasks_postgres_database: Callable[[], str]) -> str:
+    """The PostgreSQL database the function-scoped ``db_url`` empties before each test."""
+    return new_tasks_postgres_database()
+
+
+def fresh_database_url(request: pytest.FixtureRequest, backend: str, data_dir: Path) -> str:
+    """A database of its own for a module-scoped server, migrated to head."""
+    if backend == "sqlite":
+        url = f"sqlite:///{data_dir / 'facegroup.db'}"
+    else:
+        url = request.getfixturevalue("new_tasks_postgres_database")()
+    upgrade(url)
+    return url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,4 +2,9 @@
 
 from __future__ import annotations
 
-from task_testkit import db, db_url, tasks_postgres_url  # noqa: F401  (fixtures)
+from task_testkit import (  # noqa: F401  (fixtures)
+    db,
+    db_url,
+    new_tasks_postgres_database,
+    tasks_postgres_url,
+)
