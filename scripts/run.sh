@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the embedded default. Until the server lands: analyse the sample group photo.
+# The main job on the embedded default: the API server (SQLite in the data dir, in-process workers).
+# Ctrl-C stops it. Extra arguments go to `facegroup serve` (e.g. `scripts/run.sh --root ~/Pictures`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-photo=$(.venv/bin/python -m facegroup.samples group)
-exec .venv/bin/facegroup analyze "$photo"
+exec .venv/bin/facegroup serve "$@"
