@@ -42,10 +42,12 @@ class OutboxDispatcher:
         settings: Settings,
         *,
         open_sink: Callable[[NotifyTopic], Sink] = open_sink,
+        batch: int = BATCH,
     ) -> None:
         self._db = db
         self._settings = settings
         self._open_sink = open_sink
+        self._batch = batch
         self._sinks: dict[str, Sink] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -79,7 +81,7 @@ class OutboxDispatcher:
         while not self._stopping.is_set():
             try:
                 self._purge_if_due()
-                busy = self.run_once() == BATCH
+                busy = self.run_once() == self._batch
             except Exception:  # the database may be away for a moment; the loop must outlive that
                 log.exception("the outbox dispatcher failed; it tries again")
                 busy = False
@@ -107,7 +109,7 @@ class OutboxDispatcher:
         with self._db.write() as session:
             claimed = outbox.claim_due(
                 session,
-                limit=BATCH,
+                limit=self._batch,
                 max_attempts=settings.notify_max_attempts,
                 visibility_seconds=VISIBILITY_SECONDS,
             )
