@@ -150,6 +150,8 @@ def test_get_task_refuses_what_it_cannot_find(live):
         assert sdk_code(lambda request=request: live.client.get_task(request)) == "ResourceNotFound"
     request = imm.GetTaskRequest(project_name=PROJECT, task_id=record.task_id)
     assert sdk_code(lambda: live.client.get_task(request)) == "InvalidArgument"
+    nowhere = imm.ListTasksRequest(project_name="nowhere")
+    assert sdk_code(lambda: live.client.list_tasks(nowhere)) == "ResourceNotFound"
 
 
 def test_list_tasks_filters_by_type_status_tags_and_times(live):

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import String, and_, case, cast, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from facegroup.jobs.catalog import load_jobs
 from facegroup.jobs.registry import get_job
 from facegroup.jobs.submission import submit
 from facegroup.notify import enqueue, envelope, event_type_of, notification_topics
@@ -145,6 +146,9 @@ def create_task(session: Session, new: NewTask) -> TaskRecord:
         raise ImmError.invalid_argument("The parameter Tags must be a JSON object.")
     if new.job_name is not None:
         spec = get_job(new.job_name)
+        if spec is None:  # a process that runs no pool (an API-only server) has not loaded them yet
+            load_jobs()
+            spec = get_job(new.job_name)
         if spec is None or not spec.task:
             raise ValueError(f"{new.job_name!r} is not a registered task job")
     project = find_project(session, new.project_name)
