@@ -307,3 +307,14 @@ def test_old_delivered_and_abandoned_messages_are_purged(db):
     assert [row.id for row in rows(db)] == [third, fourth]  # the pending one waits, however old
     with db.write() as session:
         assert [m.id for m in claim_due(session, limit=10, max_attempts=5, visibility_seconds=60)] == [fourth]
+
+
+def test_a_stopping_dispatcher_hands_its_claimed_messages_back_uncounted(db, db_url, tmp_path, receiver):
+    topics = {"hook": NotifyTopic(url=receiver.url, secret=SECRET)}
+    put(db, "hook", 3)
+    stopping = dispatcher(db, db_url, tmp_path, topics)
+    stopping.stop()
+    assert stopping.run_once() == 0 and receiver.requests == []
+    assert [(row.attempts, row.delivered_at) for row in rows(db)] == [(0, None)] * 3
+    assert dispatcher(db, db_url, tmp_path, topics).run_once() == 3  # due at once, not after a timeout
+    assert len(receiver.requests) == 3

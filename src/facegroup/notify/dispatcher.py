@@ -104,7 +104,13 @@ class OutboxDispatcher:
     # --- one round ------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Claim the messages due now and try each once; returns how many were tried."""
+        """Claim the messages due now and try each once; returns how many were tried.
+
+        The outcomes are recorded together after the round (one transaction, not one per message). A round
+        that runs long (sinks timing out) stops trying new messages halfway through the claim's visibility
+        timeout, so no other dispatcher can claim a message this one is still about to send; the untried
+        ones are handed back uncounted.
+        """
         settings = self._settings
         with self._db.write() as session:
             claimed = outbox.claim_due(
@@ -113,20 +119,32 @@ class OutboxDispatcher:
                 max_attempts=settings.notify_max_attempts,
                 visibility_seconds=VISIBILITY_SECONDS,
             )
+        began = time.monotonic()
+        outcomes: list[tuple[outbox.ClaimedMessage, str | None]] = []
+        untried: list[int] = []
         for message in claimed:
-            if self._stopping.is_set():
-                break  # the claim lapses and the message is sent by the next dispatcher to run
-            error = self._deliver(message)
-            with self._db.write() as session:
-                if error is None:
-                    outbox.mark_delivered(session, message.id)
-                    continue
-                delay = outbox.retry_delay(
-                    message.attempts,
-                    base=settings.notify_backoff_seconds,
-                    cap=settings.notify_backoff_max_seconds,
-                )
-                outbox.mark_failed(session, message.id, error, utcnow() + timedelta(seconds=delay))
+            if self._stopping.is_set() or time.monotonic() - began > VISIBILITY_SECONDS / 2:
+                untried.append(message.id)
+            else:
+                outcomes.append((message, self._deliver(message)))
+        if not claimed:
+            return 0
+        retries: dict[int, float] = {}
+        with self._db.write() as session:
+            outbox.mark_delivered(session, [message.id for message, error in outcomes if error is None])
+            for message, error in outcomes:
+                if error is not None:
+                    retries[message.id] = outbox.retry_delay(
+                        message.attempts,
+                        base=settings.notify_backoff_seconds,
+                        cap=settings.notify_backoff_max_seconds,
+                    )
+                    retry_at = utcnow() + timedelta(seconds=retries[message.id])
+                    outbox.mark_failed(session, message.id, error, retry_at)
+            outbox.release(session, untried)
+        for message, error in outcomes:
+            if error is None:
+                continue
             if message.attempts >= settings.notify_max_attempts:
                 log.error(
                     "notification %s to topic %s given up after %d attempts: %s",
@@ -141,10 +159,10 @@ class OutboxDispatcher:
                     message.message_id,
                     message.topic,
                     message.attempts,
-                    delay,
+                    retries[message.id],
                     error,
                 )
-        return len(claimed)
+        return len(outcomes)
 
     def _deliver(self, message: outbox.ClaimedMessage) -> str | None:
         """None when the sink took the message, else why not."""

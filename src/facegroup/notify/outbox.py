@@ -10,7 +10,7 @@ SQLite has no row locks, and its ``BEGIN IMMEDIATE`` transaction makes the UPDAT
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,11 +80,24 @@ def claim_due(
     return sorted((ClaimedMessage(*row) for row in claimed), key=lambda message: message.id)
 
 
-def mark_delivered(session: Session, message_id: int, now: datetime | None = None) -> None:
-    """The sink took it; ``last_error`` keeps what went wrong before, if anything did."""
-    session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == message_id).values(delivered_at=now or utcnow())
-    )
+def mark_delivered(session: Session, message_ids: Collection[int], now: datetime | None = None) -> None:
+    """The sinks took these; ``last_error`` keeps what went wrong before, if anything did."""
+    if message_ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(list(message_ids)))
+            .values(delivered_at=now or utcnow())
+        )
+
+
+def release(session: Session, message_ids: Collection[int], now: datetime | None = None) -> None:
+    """Hand claimed messages back untried: due at once, and the claim's attempt not counted."""
+    if message_ids:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(list(message_ids)), OutboxMessage.delivered_at.is_(None))
+            .values(attempts=OutboxMessage.attempts - 1, next_attempt_at=now or utcnow())
+        )
 
 
 def mark_failed(session: Session, message_id: int, error: str, retry_at: datetime) -> None:
