@@ -132,6 +132,9 @@ class LocalWorkerPool:
             if ctx.task_id is not None and task_leases.release(self._db, ctx.task_id, owner=self.owner):
                 log.warning("task %s still running at shutdown; handed back", ctx.task_id)
         self._workers, self._helpers = [], []
+        with self._lock:  # what was queued stays in the task table for the next start
+            self._queue = queue.Queue()
+            self._queued.clear()
         log.info("local worker pool %s stopped", self.owner)
 
     def running_tasks(self) -> list[str]:
