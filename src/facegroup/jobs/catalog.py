@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-JOB_MODULES: tuple[str, ...] = ()
+JOB_MODULES: tuple[str, ...] = ("facegroup.jobs.clustering",)
 
 
 def load_jobs() -> None:
