@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from alibabacloud_imm20200930.client import Client
+from alibabacloud_tea_openapi import utils_models
 from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_openapi.utils import Utils
+from darabonba.runtime import RuntimeOptions
 from harness import sdk_client
 from live_server import serve
 from sqlalchemy.pool import NullPool
@@ -63,6 +66,23 @@ class LiveFacegroup:
     def new_key(self, policy: dict[str, Any]) -> Key:
         created = access_keys.create_key(self.db, policy)
         return Key(created.info.access_key_id, created.secret)
+
+    def call(self, action: str, query: dict[str, str], key: Key | None = None) -> dict[str, Any]:
+        """``action`` with ``query`` exactly as given (a JSON value the typed models would never produce),
+        sent by the official SDK's own ``call_api`` as its generated methods do; 4xx raise ClientException."""
+        params = utils_models.Params(
+            action=action,
+            version="2020-09-30",
+            protocol="HTTPS",
+            pathname="/",
+            method="POST",
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
+        request = utils_models.OpenApiRequest(query=Utils.query(query))
+        return self.client(key).call_api(params, request, RuntimeOptions())["body"]
 
     def post(self, action: str, query: dict[str, str], key: Key | None = None) -> httpx.Response:
         """A request the SDK would never send (bad JSON, odd shapes), signed like the SDK signs."""

@@ -75,10 +75,10 @@ def test_dataset_life_cycle(facegroup: LiveFacegroup, project: str):
         models.UpdateDatasetRequest(project_name=project, dataset_name="family", description="again")
     ).body.dataset
     assert params(kept) == {MIN_FACES: "5"} and kept.dataset_max_bind_count == 2
-    reset = facegroup.post(
-        "UpdateDataset", {"ProjectName": project, "DatasetName": "family", "WorkflowParameters": "[]"}
-    )
-    assert reset.json()["Dataset"]["WorkflowParameters"] == [{"Name": MIN_FACES, "Value": "3"}]
+    reset = client.update_dataset(
+        models.UpdateDatasetRequest(project_name=project, dataset_name="family", workflow_parameters=[])
+    ).body.dataset
+    assert params(reset) == {MIN_FACES: "3"}
 
     client.delete_dataset(models.DeleteDatasetRequest(project_name=project, dataset_name="family"))
     error = sdk_error(
@@ -90,10 +90,9 @@ def test_dataset_life_cycle(facegroup: LiveFacegroup, project: str):
 
 def test_the_response_keys_are_the_sdk_models(facegroup: LiveFacegroup, project: str):
     create(facegroup, project, "d")
-    response = facegroup.post(
+    sent = facegroup.call(
         "GetDataset", {"ProjectName": project, "DatasetName": "d", "WithStatistics": "True"}
-    )
-    sent = response.json()["Dataset"]
+    )["Dataset"]
     assert set(sent) == set(models.Dataset().from_map(sent).to_map())
     assert {"BindCount", "FileCount", "TotalFileSize", "WorkflowParameters"} <= set(sent)
 
@@ -123,12 +122,10 @@ def test_workflow_parameters_set_at_creation(facegroup: LiveFacegroup, project: 
 )
 def test_bad_workflow_parameters_are_invalid_argument(facegroup: LiveFacegroup, project: str, value, message):
     for action in ("CreateDataset", "UpdateDataset"):
-        response = facegroup.post(
-            action, {"ProjectName": project, "DatasetName": "wp", "WorkflowParameters": value}
-        )
-        body = response.json()
-        assert (response.status_code, body["Code"]) == (400, "InvalidArgument"), body
-        assert message in body["Message"]
+        query = {"ProjectName": project, "DatasetName": "wp", "WorkflowParameters": value}
+        error = sdk_error(lambda action=action, query=query: facegroup.call(action, query))
+        assert (error.code, error.status_code) == ("InvalidArgument", 400)
+        assert message in error.message
         if action == "CreateDataset":
             create(facegroup, project, "wp")  # for the update round: a dataset that exists
 
@@ -142,10 +139,9 @@ def test_bad_workflow_parameters_through_the_sdk(facegroup: LiveFacegroup, proje
     assert (
         error.code == "InvalidArgument" and "FigureClusterMinFaces" in error.message
     )  # names the known ones
-    response = facegroup.post(
-        "CreateDataset", {"ProjectName": project, "DatasetName": "x", "WorkflowParameters": "[{"}
-    )
-    assert (response.status_code, response.json()["Code"]) == (400, "InvalidJSON")
+    query = {"ProjectName": project, "DatasetName": "x", "WorkflowParameters": "[{"}
+    error = sdk_error(lambda: facegroup.call("CreateDataset", query))
+    assert (error.code, error.status_code) == ("InvalidJSON", 400) and "WorkflowParameters" in error.message
 
 
 def test_already_exists_and_not_found(facegroup: LiveFacegroup, project: str):

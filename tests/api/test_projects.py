@@ -67,8 +67,7 @@ def test_the_response_keys_are_the_sdk_models(facegroup: LiveFacegroup):
     """Every key the server sends is one the SDK's Project model reads (a stray key would be dropped)."""
     name = unique("keys")
     create(facegroup, name, tag=[models.CreateProjectRequestTag(key="k", value="v")])
-    response = facegroup.post("GetProject", {"ProjectName": name, "WithStatistics": "true"})
-    sent = response.json()["Project"]
+    sent = facegroup.call("GetProject", {"ProjectName": name, "WithStatistics": "true"})["Project"]
     known = set(models.Project().from_map(sent).to_map())
     assert set(sent) == known
     assert sent["Tags"] == [{"TagKey": "k", "TagValue": "v"}]
@@ -126,10 +125,14 @@ def test_too_many_tags_and_bad_json(facegroup: LiveFacegroup):
     tags = [models.CreateProjectRequestTag(key=f"k{i}", value="v") for i in range(21)]
     error = sdk_error(lambda: create(facegroup, unique("tags"), tag=tags))
     assert (error.code, error.status_code) == ("LimitExceeded", 400)
-    response = facegroup.post("CreateProject", {"ProjectName": unique("json"), "Tag": '[{"Key":'})
-    assert (response.status_code, response.json()["Code"]) == (400, "InvalidJSON")
-    response = facegroup.post("CreateProject", {"ProjectName": unique("shape"), "Tag": '[{"Key": 1}]'})
-    assert (response.status_code, response.json()["Code"]) == (400, "InvalidArgument")
+    error = sdk_error(
+        lambda: facegroup.call("CreateProject", {"ProjectName": unique("json"), "Tag": '[{"Key":'})
+    )
+    assert (error.code, error.status_code) == ("InvalidJSON", 400) and "Tag" in error.message
+    error = sdk_error(
+        lambda: facegroup.call("CreateProject", {"ProjectName": unique("shape"), "Tag": '[{"Key": 1}]'})
+    )
+    assert (error.code, error.status_code) == ("InvalidArgument", 400)
 
 
 def test_list_pages_by_name_with_prefix(facegroup: LiveFacegroup):
