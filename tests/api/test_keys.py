@@ -166,11 +166,11 @@ def test_secrets_are_never_logged(facegroup: LiveFacegroup, project: str, caplog
         key = as_key(created)
         facegroup.client(key).get_project(models.GetProjectRequest(project_name=project))
         facegroup.post("GetProject", {"ProjectName": project}, key=key)
-        sdk_error(
-            lambda: facegroup.client(Key(key.access_key_id, "wrong")).get_project(
-                models.GetProjectRequest(project_name=project)
-            )
-        )
+        request = models.GetProjectRequest(project_name=project)
+        wrong = sdk_error(lambda: facegroup.client(Key(key.access_key_id, "wrong")).get_project(request))
+        assert (wrong.code, wrong.status_code) == ("SignatureDoesNotMatch", 400)
+        unknown = sdk_error(lambda: facegroup.client(Key("FGunknown", key.secret)).get_project(request))
+        assert (unknown.code, unknown.status_code) == ("InvalidAccessKeyId.NotFound", 404)
         keys(facegroup, "revoke", key.access_key_id)
     assert caplog.records  # the server did log (requests, SQL at DEBUG, ...), just never the secret
     assert key.secret not in caplog.text
