@@ -11,12 +11,13 @@ from types import ModuleType
 
 from facegroup.api.actions import ActionRegistry
 from facegroup.api.context import ApiContext
-from facegroup.api.handlers import datasets, projects, tasks
+from facegroup.api.handlers import clusters, datasets, projects, tasks
 
 HANDLER_MODULES: tuple[ModuleType, ...] = (
     projects,
     datasets,
     tasks,
+    clusters,
 )
 
 LISTING_ACTIONS: frozenset[str] = frozenset().union(
