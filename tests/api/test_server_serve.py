@@ -79,6 +79,9 @@ def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
     try:
         saved = json.loads(credentials_path.read_text())
         assert stat.S_IMODE(credentials_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        for database in data_dir.glob("facegroup.db*"):  # SQLite: the secrets are in there too
+            assert stat.S_IMODE(database.stat().st_mode) == 0o600, database
         assert saved["Endpoint"] == first.address
         client = sdk_client(first.address, saved["AccessKeyId"], saved["AccessKeySecret"])
         project = unique("served")

@@ -7,6 +7,7 @@ Kept apart from the click command so it is a plain function with a plain result,
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +67,30 @@ def open_database(settings: Settings, *, migrate: bool = True) -> tuple[Database
         raise StartupError(str(exc)) from None
     shown = url.render_as_string(hide_password=True)
     try:
-        return Database.connect(url, migrate=migrate), shown
+        db = Database.connect(url, migrate=migrate)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            _owner_only(Path(url.database))
+        return db, shown
     except DatabaseURLError as exc:
         raise StartupError(str(exc)) from None
     except SQLAlchemyError as exc:
         raise StartupError(f"cannot open {shown}: {getattr(exc, 'orig', None) or exc}") from None
     except CommandError as exc:  # e.g. a database at a revision this version does not know
         raise StartupError(f"cannot upgrade {shown}: {exc}") from None
+
+
+def _owner_only(database: Path) -> None:
+    """The SQLite file holds the access keys' secrets: readable by its owner only (its -wal and -shm too)."""
+    for path in (
+        database,
+        database.with_name(database.name + "-wal"),
+        database.with_name(database.name + "-shm"),
+    ):
+        try:
+            if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+                path.chmod(0o600)
+        except OSError:  # not ours to change (a shared file): the data directory's mode still applies
+            pass
 
 
 def prepare_server(settings: Settings) -> Prepared:
