@@ -11,13 +11,14 @@ from types import ModuleType
 
 from facegroup.api.actions import ActionRegistry
 from facegroup.api.context import ApiContext
-from facegroup.api.handlers import clusters, datasets, projects, tasks
+from facegroup.api.handlers import clusters, datasets, projects, queries, tasks
 
 HANDLER_MODULES: tuple[ModuleType, ...] = (
     projects,
     datasets,
     tasks,
     clusters,
+    queries,
 )
 
 LISTING_ACTIONS: frozenset[str] = frozenset().union(
