@@ -62,7 +62,18 @@ def check(state: ClusterState, model: Model, result: Result, names_before: dict[
         rows = np.array([state.row_of[f] for f in faces])
         assert faces, f"empty cluster {cid} was kept"
         assert state.counts.data[code] == len(faces)
-        assert np.allclose(state.sums.data[code], state.embeddings(rows).sum(axis=0), atol=1e-4)
+        assert np.allclose(state.sums.data[code], state.smoothed(rows).sum(axis=0), atol=1e-4)
+    # each face's smoothing neighbours are what a from-scratch search would give (same similarities)
+    rows = np.flatnonzero(state.alive.data)
+    if len(rows):
+        position = {int(r): i for i, r in enumerate(rows.tolist())}
+        sims = state.embeddings(rows) @ state.embeddings(rows).T
+        np.fill_diagonal(sims, -np.inf)
+        for i, row in enumerate(rows.tolist()):
+            listed = sorted(sims[i, position[r]] for r in state.nbr.data[row].tolist() if r >= 0)
+            best = np.sort(sims[i])[::-1][: state.smooth_k]
+            want = sorted(best[best >= state.smooth_floor])
+            assert np.allclose(listed, want, atol=1e-5)
     # the result lists each face at most once, and tells the truth about it
     listed = [f.face_id for f in result.faces]
     assert len(listed) == len(set(listed))

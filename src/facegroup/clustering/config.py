@@ -1,8 +1,9 @@
-"""The engine's knobs, with defaults measured on LFW (dlib embeddings) and checked on held-back people.
+"""The engine's knobs, with defaults measured on LFW with dlib's embeddings (bench/quality.py).
 
-Similarities are cosines between L2-normalised embeddings (1 = identical). For dlib's model, cosine
-similarity s and Euclidean distance of the normalised vectors r are related by r² = 2 - 2s, so the default
-join threshold 0.86 is r ≈ 0.53 (dlib's raw vectors have norms near 1, so its "0.6" is r ≈ 0.6, s ≈ 0.82).
+Similarities are cosines between L2-normalised vectors (1 = identical; r² = 2 - 2s for the Euclidean distance
+r of normalised vectors). dlib's raw descriptors have norms near 1.42, so its customary raw cut of 0.6 is
+r ≈ 0.42, s ≈ 0.91 here. Linkage compares *smoothed* vectors (smoothing.py), in which faces of one person sit
+closer together, so the join bar (0.95) is higher than a bar on raw similarities would be.
 """
 
 from __future__ import annotations
@@ -16,19 +17,31 @@ class ClusteringConfig:
     min_faces: int = 3
     # A face is "good" (may found a cluster) when its quality is at least this; weaker faces may only join.
     min_good_quality: float = 0.5
-    # Average-linkage bar: two groups join when the mean cosine similarity between their members is at least
-    # this. Lower = fewer, larger clusters.
-    join_threshold: float = 0.86
+    # Average-linkage bar on smoothed vectors: two groups join when the mean cosine similarity between their
+    # members is at least this (lower = fewer, larger clusters) ...
+    join_threshold: float = 0.95
+    # ... plus pair_penalty / (|A| * |B|): a pair of single faces needs 0.97, a face joining a cluster of 10
+    # barely more than the bar. One similarity is a noisy witness; an average over many pairs is not.
+    pair_penalty: float = 0.02
+    # New faces join an existing cluster only if their mean similarity to it is within this margin of the
+    # cluster's own cohesion (the mean similarity between its members). None turns the check off.
+    cohesion_margin: float | None = 0.025
     # Two clusters that already exist merge automatically only above this stricter bar ("strong evidence").
-    merge_threshold: float = 0.90
-    # Neighbours looked up per face (kNN graph degree).
-    neighbours: int = 20
+    merge_threshold: float = 0.96
+    # Neighbours looked up per face, and the raw similarity under which a neighbour is not even a candidate.
+    neighbours: int = 10
+    candidate_floor: float = 0.88
     # How far an update spreads through independent faces near the added ones (graph hops).
     reconsider_hops: int = 3
-    # Confidence is the face's mean similarity to the rest of its cluster, mapped linearly from
+    # Smoothing (smoothing.py): each face is pulled towards its smoothing_neighbours closest faces above
+    # smoothing_floor, each weighted by similarity ** smoothing_sharpness. 0 neighbours turns it off.
+    smoothing_neighbours: int = 3
+    smoothing_sharpness: float = 30.0
+    smoothing_floor: float = 0.93
+    # Confidence is the face's mean (smoothed) similarity to the rest of its cluster, mapped linearly from
     # [confidence_floor, confidence_ceiling] onto [0, 1].
-    confidence_floor: float = 0.80
-    confidence_ceiling: float = 0.96
+    confidence_floor: float = 0.90
+    confidence_ceiling: float = 0.98
     # Index: exact below this many faces, IVF above; lists probed per search.
     ivf_min_faces: int = 20_000
     nprobe: int = 12
@@ -45,6 +58,12 @@ class ClusteringConfig:
             problems.append("merge_threshold must be within [join_threshold, 1]")
         if self.neighbours < 1:
             problems.append("neighbours must be >= 1")
+        if self.cohesion_margin is not None and self.cohesion_margin < 0:
+            problems.append("cohesion_margin must be >= 0 (or None)")
+        if self.pair_penalty < 0:
+            problems.append("pair_penalty must be >= 0")
+        if self.smoothing_neighbours < 0 or self.smoothing_sharpness <= 0:
+            problems.append("smoothing_neighbours must be >= 0 and smoothing_sharpness > 0")
         if self.reconsider_hops < 0:
             problems.append("reconsider_hops must be >= 0")
         if not self.confidence_floor < self.confidence_ceiling:

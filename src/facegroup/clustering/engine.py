@@ -17,6 +17,7 @@ from facegroup.clustering.ids import IdFactory, default_cluster_id
 from facegroup.clustering.incremental import cluster_active_faces
 from facegroup.clustering.journal import Journal
 from facegroup.clustering.recluster import recluster
+from facegroup.clustering.smoothing import index_new_faces
 from facegroup.clustering.state import ClusterState
 from facegroup.clustering.types import Change, ClusteringInputError, NewFace, Result
 
@@ -28,7 +29,15 @@ class Engine:
 
     def new_state(self, salt: str = "") -> ClusterState:
         """An empty state for a new dataset; ``salt`` (e.g. the dataset id) seeds its cluster ids."""
-        return ClusterState(salt, ivf_min_faces=self.config.ivf_min_faces, nprobe=self.config.nprobe)
+        cfg = self.config
+        return ClusterState(
+            salt,
+            ivf_min_faces=cfg.ivf_min_faces,
+            nprobe=cfg.nprobe,
+            smooth_k=cfg.smoothing_neighbours,
+            smooth_sharpness=cfg.smoothing_sharpness,
+            smooth_floor=cfg.smoothing_floor,
+        )
 
     def _config(self, min_faces: int | None) -> ClusteringConfig:
         if min_faces is not None and (
@@ -50,7 +59,8 @@ class Engine:
             images = [state.intern_image(f.image_id) for f in faces]
             rows = state.add_faces([f.face_id for f in faces], vectors, quality, images)
             journal.note_new(rows)
-            cluster_active_faces(state, rows, cfg, journal, self.new_id)
+            hits = index_new_faces(state, rows, cfg.neighbours, cfg.candidate_floor)
+            cluster_active_faces(state, rows, cfg, journal, self.new_id, first_hits=hits)
         return journal.result(cfg)
 
     def recluster(
@@ -62,6 +72,7 @@ class Engine:
         removed); without it the stored embeddings are reused. ``state`` is replaced in place.
         """
         cfg = self._config(min_faces)
-        new, result = recluster(state, None if faces is None else list(faces), cfg, self.new_id)
+        fresh = self.new_state(state.salt)
+        new, result = recluster(state, fresh, None if faces is None else list(faces), cfg, self.new_id)
         state.__dict__.update(new.__dict__)
         return result

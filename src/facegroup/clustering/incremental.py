@@ -29,9 +29,8 @@ from facegroup.clustering.config import ClusteringConfig
 from facegroup.clustering.ids import IdFactory
 from facegroup.clustering.journal import Journal
 from facegroup.clustering.linkage import LinkageConstraints, average_linkage
+from facegroup.clustering.smoothing import search
 from facegroup.clustering.state import INDEPENDENT, ClusterState, face_key
-
-_SEARCH_BATCH = 65_536  # queries per faiss call, to bound the memory of the results
 
 # Given the candidate new clusters (arrays of rows), say which existing empty cluster code each one should
 # take over, or None for a fresh id. The full re-cluster uses this to keep ids by overlap.
@@ -51,37 +50,20 @@ def pairs_within_groups(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 2), values.dtype)
 
 
-def _neighbour_hits(state: ClusterState, rows: np.ndarray, cfg: ClusteringConfig):
-    """(source row, neighbour row) for each hit at or above the join bar."""
-    assert state.index is not None
-    srcs, dsts = [], []
-    for lo in range(0, len(rows), _SEARCH_BATCH):
-        part = rows[lo : lo + _SEARCH_BATCH]
-        sims, ids = state.index.search(state.embeddings(part), cfg.neighbours + 1)
-        src = np.repeat(part, ids.shape[1])
-        dst, sim = ids.ravel(), sims.ravel()
-        keep = (dst >= 0) & (dst != src) & (sim >= cfg.join_threshold)
-        srcs.append(src[keep])
-        dsts.append(dst[keep])
-    return np.concatenate(srcs), np.concatenate(dsts)
-
-
-def _wake(state: ClusterState, new_rows: np.ndarray, cfg: ClusteringConfig):
+def _wake(state: ClusterState, new_rows: np.ndarray, cfg: ClusteringConfig, first_hits):
     """The active faces (new ones plus the independent faces near them) and all their neighbour hits."""
     active = np.unique(new_rows)
-    frontier = active
-    srcs, dsts = [], []
-    for hop in range(cfg.reconsider_hops + 1):
-        src, dst = _neighbour_hits(state, frontier, cfg)
-        srcs.append(src)
-        dsts.append(dst)
-        if hop == cfg.reconsider_hops:
-            break
+    src, dst, _ = first_hits
+    srcs, dsts = [src], [dst]
+    for _hop in range(cfg.reconsider_hops):
         loose = (state.cluster.data[dst] == INDEPENDENT) & ~state.pinned.data[dst]
         frontier = np.setdiff1d(dst[loose], active)
         if not len(frontier):
             break
         active = np.union1d(active, frontier)
+        src, dst, _ = search(state, frontier, cfg.neighbours, cfg.candidate_floor)
+        srcs.append(src)
+        dsts.append(dst)
     return active, np.concatenate(srcs), np.concatenate(dsts)
 
 
@@ -94,12 +76,18 @@ def cluster_active_faces(
     *,
     extra_cannot: np.ndarray | None = None,
     adopt: Adopter | None = None,
+    first_hits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Cluster ``new_rows`` (and the independent faces they wake) into the state, through the journal."""
+    """Cluster ``new_rows`` (and the independent faces they wake) into the state, through the journal.
+
+    ``first_hits`` are the neighbour hits of ``new_rows`` if the caller already searched them.
+    """
     if state.index is None or not len(new_rows):
         return
     assert state.sums is not None
-    active, src, dst = _wake(state, new_rows, cfg)
+    if first_hits is None:
+        first_hits = search(state, np.unique(new_rows), cfg.neighbours, cfg.candidate_floor)
+    active, src, dst = _wake(state, new_rows, cfg, first_hits)
     n_active = len(active)
 
     # Units: active faces first, then the existing clusters they came close to.
@@ -131,7 +119,7 @@ def cluster_active_faces(
     cannot_units = np.concatenate(cannot)
     cannot_units = cannot_units[(cannot_units >= 0).all(axis=1)]
 
-    sums = np.concatenate([state.embeddings(active), state.sums.data[codes].astype(np.float32)])
+    sums = np.concatenate([state.smoothed(active), state.sums.data[codes].astype(np.float32)])
     counts = np.concatenate([np.ones(n_active), state.counts.data[codes]])
     established = np.r_[np.zeros(n_active, bool), np.ones(len(codes), bool)]
     names = np.full(len(counts), -1, np.int64)
@@ -150,7 +138,9 @@ def cluster_active_faces(
             established=established,
             name=names,
             strong_threshold=cfg.merge_threshold,
+            cohesion_margin=cfg.cohesion_margin,
         ),
+        pair_penalty=cfg.pair_penalty,
     )
     _apply_groups(state, active, codes, roots, cfg, journal, new_id, adopt)
 

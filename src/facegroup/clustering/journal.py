@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from facegroup.clustering.config import ClusteringConfig
+from facegroup.clustering.smoothing import forget
 from facegroup.clustering.state import INDEPENDENT, ClusterState, face_key
 from facegroup.clustering.types import ClusterOutcome, FaceOutcome, MergeOutcome, Result
 
@@ -45,12 +46,16 @@ class Journal:
         self.state.assign(rows[moving], codes[moving])
 
     def remove(self, rows: np.ndarray) -> None:
-        """Forget faces for good: out of their clusters, out of the index."""
+        """Forget faces for good: out of their clusters, out of the index, out of neighbour lists."""
         st = self.state
-        self.assign(rows, INDEPENDENT)
-        st.alive.data[rows] = False
-        assert st.index is not None
-        st.index.remove(rows)
+
+        def drop(rows: np.ndarray) -> None:
+            self.assign(rows, INDEPENDENT)
+            st.alive.data[rows] = False
+            assert st.index is not None
+            st.index.remove(rows)
+
+        forget(st, rows, drop)
         dead = set(rows.tolist())
         st.apart = {(r, c) for r, c in st.apart if r not in dead}
         self.removed += len(rows)
@@ -72,7 +77,7 @@ class Journal:
         inside = codes >= 0
         if inside.any():
             assert st.sums is not None
-            vec = st.embeddings(rows[inside]).astype(np.float64)
+            vec = st.smoothed(rows[inside]).astype(np.float64)
             sums = st.sums.data[codes[inside]]
             n = st.counts.data[codes[inside]].astype(np.float64)
             dots = np.einsum("ij,ij->i", vec, sums)
@@ -92,7 +97,7 @@ class Journal:
         rows, cl = rows[order], cl[order]
         starts = np.searchsorted(cl, codes)
         ends = np.searchsorted(cl, codes, side="right")
-        vec = st.embeddings(rows)
+        vec = st.smoothed(rows)
         out = []
         for code, lo, hi in zip(codes, starts.tolist(), ends.tolist(), strict=True):
             members = rows[lo:hi]

@@ -34,14 +34,42 @@ class LinkageConstraints:
     )
     name: np.ndarray | None = None  # int per unit: user-name code, -1 for unnamed; two codes never merge
     strong_threshold: float | None = None  # bar for joining two established groups (>= threshold)
+    # A group joins an established cluster only if its average similarity to it is within this margin of
+    # the cluster's own cohesion (mean similarity between its members); None = no such check.
+    cohesion_margin: float | None = None
 
 
-def _edge_similarity(sums: np.ndarray, counts: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class _Scoring:
+    penalty: float  # taken off as penalty / (|A| |B|)
+    threshold: float
+    cohesion_margin: float | None  # see LinkageConstraints
+    established: np.ndarray
+
+
+def _edge_similarity(
+    sums: np.ndarray, counts: np.ndarray, u: np.ndarray, v: np.ndarray, how: _Scoring
+) -> np.ndarray:
+    """Score of each pair of groups: their average similarity less ``penalty / (|A| |B|)``; and, when one
+    of them is an established cluster, no more than its shortfall against that cluster's own cohesion."""
     out = np.empty(len(u), dtype=np.float64)
     for lo in range(0, len(u), _CHUNK):
         hi = lo + _CHUNK
-        dots = np.einsum("ij,ij->i", sums[u[lo:hi]], sums[v[lo:hi]], dtype=np.float64)
-        out[lo:hi] = dots / (counts[u[lo:hi]] * counts[v[lo:hi]])
+        a, b = u[lo:hi], v[lo:hi]
+        dots = np.einsum("ij,ij->i", sums[a], sums[b], dtype=np.float64)
+        pairs = counts[a] * counts[b]
+        avg = dots / pairs
+        score = avg - how.penalty / pairs
+        if how.cohesion_margin is not None:
+            one = how.established[a] != how.established[b]
+            if one.any():
+                est = np.where(how.established[a], a, b)[one]
+                n = counts[est]
+                sq = np.einsum("ij,ij->i", sums[est], sums[est], dtype=np.float64)
+                cohesion = np.where(n > 1, (sq - n) / np.maximum(n * (n - 1), 1), -np.inf)
+                bar = avg[one] - (cohesion - how.cohesion_margin) + how.threshold
+                score[one] = np.minimum(score[one], bar)
+        out[lo:hi] = score
     return out
 
 
@@ -63,12 +91,14 @@ def average_linkage(
     edges: np.ndarray,
     threshold: float,
     constraints: LinkageConstraints | None = None,
+    pair_penalty: float = 0.0,
 ) -> np.ndarray:
     """Group units whose average cosine similarity stays at or above ``threshold``.
 
     ``sums`` (n, d) holds the sum of each unit's normalised embeddings and ``counts`` (n,) its size; a single
     face is a unit with its embedding as sum and count 1. ``edges`` (e, 2) lists candidate pairs (the kNN
-    graph). Returns, for each unit, the index of the unit its group is named after (the smallest member of the
+    graph). ``pair_penalty / (|A| |B|)`` is taken off the similarity of groups A and B, so that joining on
+    few pairs needs more similarity than joining on many. Returns, for each unit, the index of the unit its group is named after (the smallest member of the
     group). Deterministic: ties are broken by unit index.
     """
     c = constraints or LinkageConstraints()
@@ -87,7 +117,8 @@ def average_linkage(
 
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     u, v = _canonical(edges[:, 0], edges[:, 1], n)
-    sim = _edge_similarity(sums, size, u, v)
+    how = _Scoring(pair_penalty, threshold, c.cohesion_margin, established)
+    sim = _edge_similarity(sums, size, u, v, how)
     while len(u):
         if len(cl):
             forbidden = np.unique(_pair_keys(cl[:, 0], cl[:, 1], n))
@@ -95,8 +126,9 @@ def average_linkage(
         ok &= (name[u] < 0) | (name[v] < 0) | (name[u] == name[v])
         if len(forbidden):
             ok &= ~np.isin(_pair_keys(u, v, n), forbidden, assume_unique=False)
-        # Edges that fail now can only fail later: an average of values under the bar stays under it, and
-        # constraints only accumulate as groups grow.
+        # Edges that fail now are dropped for good: an average of values under the bar stays under it, and
+        # constraints only accumulate as groups grow. (Only the size penalty shrinks as groups grow; the
+        # second chance it could give is not worth keeping every weak edge for.)
         u, v, sim = u[ok], v[ok], sim[ok]
         if not len(u):
             break
@@ -130,7 +162,7 @@ def average_linkage(
         touched = merged[u] | merged[v]
         stay_u, stay_v, stay_s = u[~touched], v[~touched], sim[~touched]
         new_u, new_v = _canonical(u[touched], v[touched], n)
-        new_s = _edge_similarity(sums, size, new_u, new_v)
+        new_s = _edge_similarity(sums, size, new_u, new_v, how)
         u = np.concatenate([stay_u, new_u])
         v = np.concatenate([stay_v, new_v])
         sim = np.concatenate([stay_s, new_s])

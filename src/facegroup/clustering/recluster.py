@@ -20,6 +20,7 @@ from facegroup.clustering.config import ClusteringConfig
 from facegroup.clustering.ids import IdFactory
 from facegroup.clustering.incremental import cluster_active_faces
 from facegroup.clustering.journal import Journal
+from facegroup.clustering.smoothing import index_new_faces
 from facegroup.clustering.state import INDEPENDENT, ClusterState
 from facegroup.clustering.types import NewFace, Result
 
@@ -36,13 +37,16 @@ def _current_faces(state: ClusterState) -> list[NewFace]:
 
 
 def recluster(
-    old: ClusterState, faces: list[NewFace] | None, cfg: ClusteringConfig, new_id: IdFactory
+    old: ClusterState,
+    new: ClusterState,
+    faces: list[NewFace] | None,
+    cfg: ClusteringConfig,
+    new_id: IdFactory,
 ) -> tuple[ClusterState, Result]:
-    """Cluster every face again; returns the new state and what changed relative to ``old``."""
+    """Cluster every face again into ``new`` (an empty state); returns it and what changed relative to ``old``."""
     given = _current_faces(old) if faces is None else list(faces)
     given, vectors, quality = check_faces(given, None)
     known = [f.face_id in old for f in given]
-    new = ClusterState(old.salt, ivf_min_faces=old.ivf_min_faces, nprobe=old.nprobe)
     new.created = old.created
     if not given:
         gone = tuple(sorted(old.code_of, key=lambda c: old.code_of[c]))
@@ -50,6 +54,7 @@ def recluster(
     rows = new.add_faces(
         [f.face_id for f in given], vectors, quality, [new.intern_image(f.image_id) for f in given]
     )
+    src, dst, sim = index_new_faces(new, rows, cfg.neighbours, cfg.candidate_floor)
     # The old clusters, empty for now, under their old codes' order so "older" still means older.
     old_codes = sorted(old.code_of.values())
     code_map = np.full(len(old.cluster_ids) + 1, INDEPENDENT, np.int64)
@@ -96,8 +101,16 @@ def recluster(
         return out
 
     loose = rows[~pinned]
+    from_loose = ~pinned[src]
     cluster_active_faces(
-        new, loose, cfg, journal, new_id, extra_cannot=np.array(extra, np.int64).reshape(-1, 2), adopt=adopt
+        new,
+        loose,
+        cfg,
+        journal,
+        new_id,
+        extra_cannot=np.array(extra, np.int64).reshape(-1, 2),
+        adopt=adopt,
+        first_hits=(src[from_loose], dst[from_loose], sim[from_loose]),
     )
     journal.drop_empty_clusters()
     result = journal.result(cfg, report_all=True)

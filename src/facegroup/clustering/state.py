@@ -53,7 +53,7 @@ class _Column:
         self._n = need
 
 
-def _scatter_add(sums: np.ndarray, counts: np.ndarray, codes: np.ndarray, vectors: np.ndarray, step: int):
+def scatter_add(sums: np.ndarray, counts: np.ndarray, codes: np.ndarray, vectors: np.ndarray, step: int):
     """sums[codes] += vectors and counts[codes] += step, for repeated codes, in a fixed summation order."""
     if not len(codes):
         return
@@ -64,6 +64,11 @@ def _scatter_add(sums: np.ndarray, counts: np.ndarray, codes: np.ndarray, vector
     counts[codes[starts]] += step * np.diff(np.r_[starts, len(codes)])
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip entry with a fixed timestamp, so equal states give equal bytes."""
+    return zipfile.ZipInfo(name, date_time=(2020, 9, 30, 0, 0, 0))
+
+
 def face_key(face_id: FaceId) -> tuple[int, int | str]:
     """Sort key that orders ints before strings, so mixed ids still sort deterministically."""
     return (0, face_id) if isinstance(face_id, int) else (1, face_id)
@@ -72,11 +77,27 @@ def face_key(face_id: FaceId) -> tuple[int, int | str]:
 class ClusterState:
     """The clusters of one dataset: faces, their clusters and names, and the user's constraints."""
 
-    def __init__(self, salt: str = "", *, ivf_min_faces: int = 20_000, nprobe: int = 12) -> None:
+    def __init__(
+        self,
+        salt: str = "",
+        *,
+        ivf_min_faces: int = 20_000,
+        nprobe: int = 12,
+        smooth_k: int = 3,
+        smooth_sharpness: float = 30.0,
+        smooth_floor: float = 0.9,
+    ) -> None:
         # ``salt`` seeds cluster ids (give the dataset's id, so two datasets never share cluster ids).
         self.salt = salt
         self.ivf_min_faces = ivf_min_faces
         self.nprobe = nprobe
+        # How faces are smoothed (see smoothing.py). Fixed for the life of a state: the cluster sums are
+        # sums of smoothed vectors; a full re-cluster may change them.
+        self.smooth_k = smooth_k
+        self.smooth_sharpness = smooth_sharpness
+        self.smooth_floor = smooth_floor
+        self.nbr = _Column(np.int64, smooth_k)  # each face's closest neighbours (rows), -1 padded
+        self.nbr_sim = _Column(np.float32, smooth_k)
         self.index: FaceIndex | None = None
         self.face_ids: list[FaceId] = []
         self.row_of: dict[FaceId, int] = {}
@@ -145,8 +166,27 @@ class ClusterState:
         return np.flatnonzero(np.isin(self.cluster.data, codes) & self.alive.data)
 
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
+        """The normalised embeddings of ``rows``, as given."""
         assert self.index is not None
         return self.index.vectors(rows)
+
+    def smoothed(self, rows: np.ndarray) -> np.ndarray:
+        """The smoothed vectors of ``rows``: what clusters are made of (see smoothing.py)."""
+        rows = np.asarray(rows, np.int64)
+        base = self.embeddings(rows)
+        if self.smooth_k == 0 or not len(rows):
+            return base
+        nbr = self.nbr.data[rows]
+        used = nbr >= 0
+        if not used.any():
+            return base
+        ids, where = np.unique(nbr[used], return_inverse=True)
+        weights = np.zeros(nbr.shape, np.float32)
+        weights[used] = self.nbr_sim.data[rows][used] ** np.float32(self.smooth_sharpness)
+        gathered = np.zeros((*nbr.shape, base.shape[1]), np.float32)
+        gathered[used] = self.embeddings(ids)[where]
+        out = base + np.einsum("rk,rkd->rd", weights, gathered)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
     # --- writing (used by the engine) --------------------------------------------------------------------
 
@@ -172,6 +212,8 @@ class ClusterState:
         self.cluster.append(np.full(len(rows), INDEPENDENT, np.int64))
         self.pinned.append(np.zeros(len(rows), bool))
         self.alive.append(np.ones(len(rows), bool))
+        self.nbr.append(np.full((len(rows), self.smooth_k), -1, np.int64))
+        self.nbr_sim.append(np.zeros((len(rows), self.smooth_k), np.float32))
         self.index.add(rows, vectors)
         return rows
 
@@ -193,11 +235,11 @@ class ClusterState:
         assert self.sums is not None
         codes = np.broadcast_to(np.asarray(codes, np.int64), rows.shape)
         old = self.cluster.data[rows]
-        vectors = self.embeddings(rows).astype(np.float64)
+        vectors = self.smoothed(rows).astype(np.float64)
         leaving = old >= 0
-        _scatter_add(self.sums.data, self.counts.data, old[leaving], -vectors[leaving], -1)
+        scatter_add(self.sums.data, self.counts.data, old[leaving], -vectors[leaving], -1)
         joining = codes >= 0
-        _scatter_add(self.sums.data, self.counts.data, codes[joining], vectors[joining], 1)
+        scatter_add(self.sums.data, self.counts.data, codes[joining], vectors[joining], 1)
         self.cluster.data[rows] = codes
 
     def drop_cluster(self, code: int) -> None:
@@ -217,6 +259,9 @@ class ClusterState:
             "salt": self.salt,
             "ivf_min_faces": self.ivf_min_faces,
             "nprobe": self.nprobe,
+            "smooth_k": self.smooth_k,
+            "smooth_sharpness": self.smooth_sharpness,
+            "smooth_floor": self.smooth_floor,
             "face_ids": self.face_ids,
             "image_ids": self.image_ids,
             "cluster_ids": self.cluster_ids,
@@ -230,6 +275,8 @@ class ClusterState:
             "cluster": self.cluster.data,
             "pinned": self.pinned.data,
             "alive": self.alive.data,
+            "nbr": self.nbr.data,
+            "nbr_sim": self.nbr_sim.data,
             "counts": self.counts.data,
             "apart": np.array(sorted(self.apart), np.int64).reshape(-1, 2),
         }
@@ -237,12 +284,12 @@ class ClusterState:
             arrays["sums"] = self.sums.data
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr("header.json", json.dumps(header, separators=(",", ":")))
+            zf.writestr(_member("header.json"), json.dumps(header, separators=(",", ":")))
             for name, arr in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                with zf.open(_member(f"{name}.npy"), "w", force_zip64=True) as fh:
                     np.save(fh, arr, allow_pickle=False)
             if self.index is not None:
-                with zf.open("index.faiss", "w", force_zip64=True) as fh:
+                with zf.open(_member("index.faiss"), "w", force_zip64=True) as fh:
                     fh.write(self.index.to_bytes())
         return buf.getvalue()
 
@@ -262,7 +309,14 @@ class ClusterState:
             with zf.open(f"{name}.npy") as fh:
                 return np.load(fh, allow_pickle=False)
 
-        st = cls(header["salt"], ivf_min_faces=header["ivf_min_faces"], nprobe=header["nprobe"])
+        st = cls(
+            header["salt"],
+            ivf_min_faces=header["ivf_min_faces"],
+            nprobe=header["nprobe"],
+            smooth_k=header["smooth_k"],
+            smooth_sharpness=header["smooth_sharpness"],
+            smooth_floor=header["smooth_floor"],
+        )
         st.face_ids = header["face_ids"]
         st.row_of = {fid: i for i, fid in enumerate(st.face_ids)}
         st.quality = _Column(np.float32, data=arr("quality"))
@@ -270,6 +324,8 @@ class ClusterState:
         st.cluster = _Column(np.int64, data=arr("cluster"))
         st.pinned = _Column(np.bool_, data=arr("pinned"))
         st.alive = _Column(np.bool_, data=arr("alive"))
+        st.nbr = _Column(np.int64, st.smooth_k, data=arr("nbr").reshape(-1, st.smooth_k))
+        st.nbr_sim = _Column(np.float32, st.smooth_k, data=arr("nbr_sim").reshape(-1, st.smooth_k))
         st.image_ids = header["image_ids"]
         st.image_code = {iid: i for i, iid in enumerate(st.image_ids)}
         st.cluster_ids = header["cluster_ids"]
@@ -282,6 +338,6 @@ class ClusterState:
             st.index = FaceIndex.from_bytes(zf.read("index.faiss"))
             st.sums = _Column(np.float64, st.index.dim, data=arr("sums"))
         n = len(st.face_ids)
-        if not (len(st.quality) == len(st.image) == len(st.cluster) == len(st.alive) == n):
+        if not (len(st.quality) == len(st.image) == len(st.cluster) == len(st.alive) == len(st.nbr) == n):
             raise ValueError("clustering state is corrupt: column lengths differ")
         return st
