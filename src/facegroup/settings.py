@@ -58,6 +58,19 @@ class NotifyTopic(BaseModel):
         return self
 
 
+class ObjectBucket(BaseModel):
+    """The S3-compatible endpoint that serves one bucket of ``s3://bucket/key`` and ``oss://bucket/key`` URIs
+    (AWS S3, MinIO, Ceph, Alibaba OSS's S3-compatible endpoint, ...)."""
+
+    endpoint_url: str = Field(
+        description="e.g. http://127.0.0.1:9000 or https://oss-cn-hangzhou.aliyuncs.com"
+    )
+    access_key_id: str | None = Field(default=None, description="None: boto3's own credential chain")
+    secret_access_key: SecretStr | None = Field(default=None, repr=False)
+    region: str | None = Field(default=None, description="signing region, e.g. us-east-1")
+    addressing_style: str = Field(default="path", pattern="^(auto|path|virtual)$")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEGROUP_", env_file="facegroup.env", extra="ignore")
 
@@ -72,6 +85,11 @@ class Settings(BaseSettings):
     allowed_roots: list[Path] = Field(
         default_factory=list, description="folders whose files file:// URIs may name (serve --root)"
     )
+    # s3:// and oss:// URIs: bucket -> endpoint, e.g. FACEGROUP_BUCKETS='{"photos": {"endpoint_url":
+    # "http://127.0.0.1:9000", "access_key_id": "...", "secret_access_key": "..."}}'; a key written
+    # "oss://photos" or "s3://photos" serves that scheme only. Unlisted buckets are refused.
+    buckets: dict[str, ObjectBucket] = Field(default_factory=dict, description="bucket -> S3 endpoint")
+    max_source_bytes: int = Field(default=256 * 2**20, ge=1, description="larger files fail to index")
 
     # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by the CLI and the services).
     detector: str = Field(default="hog", description="hog | cnn")

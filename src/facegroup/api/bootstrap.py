@@ -22,6 +22,7 @@ from facegroup.api.access import AccessControl
 from facegroup.api.app import create_app
 from facegroup.api.context import ApiContext
 from facegroup.api.handlers import LISTING_ACTIONS, all_actions
+from facegroup.jobs.indexing import PendingFilesRecovery
 from facegroup.jobs.local import LocalWorkerPool
 from facegroup.notify.dispatcher import OutboxDispatcher
 from facegroup.services.database import Database
@@ -48,9 +49,14 @@ def build_context(settings: Settings, db: Database) -> ApiContext:
 
 def background_services(context: ApiContext) -> list[BackgroundService]:
     """What runs beside the API, in start order: the outbox dispatcher, then the task worker pool (which
-    wakes the dispatcher when a task ends, so its notification leaves at once)."""
+    wakes the dispatcher when a task ends, so its notification leaves at once), then the re-submission of
+    files left Pending by an earlier process (it needs the pool)."""
     dispatcher = OutboxDispatcher(context.db, context.settings)
-    return [dispatcher, LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake)]
+    return [
+        dispatcher,
+        LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake),
+        PendingFilesRecovery(context.db),  # files whose analysis died with an earlier process
+    ]
 
 
 def build_app(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-JOB_MODULES: tuple[str, ...] = ("facegroup.jobs.clustering",)
+JOB_MODULES: tuple[str, ...] = ("facegroup.jobs.clustering", "facegroup.jobs.indexing")
 
 
 def load_jobs() -> None:

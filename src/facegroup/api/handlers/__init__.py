@@ -11,13 +11,15 @@ from types import ModuleType
 
 from facegroup.api.actions import ActionRegistry
 from facegroup.api.context import ApiContext
-from facegroup.api.handlers import clusters, datasets, projects, queries, tasks
+from facegroup.api.handlers import clusters, datasets, faces, files, projects, queries, tasks
 
 HANDLER_MODULES: tuple[ModuleType, ...] = (
     projects,
     datasets,
     tasks,
     clusters,
+    files,
+    faces,
     queries,
 )
 

@@ -1,0 +1,52 @@
+"""The analysis of one indexed file as a job (``index-file``): a thin shell over ``services.indexing``.
+
+Plain jobs (no task record): IMM's IndexFileMeta answers with an EventId, not a TaskId. The files table
+is their durable queue; :class:`PendingFilesRecovery` submits again, when the server starts, the files
+whose jobs died with an earlier process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from facegroup.jobs.context import JobContext
+from facegroup.jobs.registry import job
+from facegroup.services import indexing
+from facegroup.services.analysis import analyzer_for
+from facegroup.services.database import Database
+from facegroup.sources import sources_for
+
+log = logging.getLogger("facegroup.indexing")
+
+
+@job(indexing.INDEX_JOB)
+def index_file(ctx: JobContext, payload: Mapping[str, Any]) -> None:
+    analyzer = analyzer_for(ctx.settings)
+    indexing.analyze_file(
+        ctx.db,
+        sources_for(ctx.settings),
+        analyzer.analyze,
+        analyzer.embedder.name,
+        int(payload["file_id"]),
+        str(payload.get("event_id") or ""),
+        max_attempts=ctx.settings.task_max_attempts,
+    )
+
+
+class PendingFilesRecovery:
+    """A background service, started after the worker pool: re-submits the Pending files' analysis."""
+
+    name = "pending files recovery"
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def start(self) -> None:
+        count = indexing.requeue_pending(self._db)
+        if count:
+            log.info("re-submitted the analysis of %d pending file(s)", count)
+
+    def stop(self) -> None:
+        pass
