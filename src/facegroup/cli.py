@@ -376,5 +376,87 @@ def keys_revoke(settings: Settings, access_key_id: str) -> None:
     click.echo(f"Revoked {access_key_id}." if changed else f"{access_key_id} was already revoked.")
 
 
+# --- commands that call a running server -----------------------------------------------------------
+
+_ENDPOINT = click.option(
+    "--endpoint", metavar="HOST:PORT", help="The server to call (default: the one the saved key belongs to)."
+)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--project", default="facegroup", show_default=True, help="Project (created if missing).")
+@click.option("--dataset", default="photos", show_default=True, help="Dataset (created if missing).")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 100), default=100, show_default=True, help="Files per request."
+)
+@click.option("--no-wait", is_flag=True, help="Return once the files are submitted.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds.")
+@_ENDPOINT
+@_DATA_DIR
+def index(
+    folder: Path,
+    project: str,
+    dataset: str,
+    batch_size: int,
+    no_wait: bool,
+    timeout: float | None,
+    endpoint: str | None,
+    data_dir: Path | None,
+) -> None:
+    """Index every photo under FOLDER into a dataset of the running server, and wait for the analysis.
+
+    The server reads the files itself: FOLDER must be under one of its roots (`facegroup serve --root`).
+    Exits non-zero when a photo failed (each is listed with its reason) or is still pending.
+    """
+    from tqdm import tqdm
+
+    from facegroup.client import ClientError, connect
+    from facegroup.folder_index import index_folder
+
+    settings = _settings(data_dir)
+    bars: list[tqdm] = []
+
+    def on_found(count: int):
+        click.echo(f"{count} photo(s) under {folder}", err=True)
+        sent = tqdm(total=count, desc="submitted", unit="photo", file=sys.stderr, disable=count == 0)
+        done = tqdm(
+            total=count, desc="analysed ", unit="photo", file=sys.stderr, disable=count == 0 or no_wait
+        )
+        bars.extend([sent, done])
+        return sent.update, done.update
+
+    try:
+        with connect(settings, endpoint=endpoint) as client:
+            summary = index_folder(
+                client,
+                folder,
+                project,
+                dataset,
+                batch_size=batch_size,
+                on_found=on_found,
+                wait_for_analysis=not no_wait,
+                timeout=timeout,
+            )
+    except ClientError as exc:
+        hint = ""
+        if "allowed root" in str(exc):
+            hint = f" (the server reads the files itself: start it with --root {folder.absolute()} or above)"
+        raise click.ClickException(f"{exc}{hint}") from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; the server goes on analysing what it was sent") from None
+    finally:
+        for bar in bars:
+            bar.close()
+    click.echo(
+        f"{project}/{dataset}: {summary.photos} photo(s), {summary.indexed} indexed, {len(summary.failed)} "
+        f"failed, {summary.pending} pending; {summary.faces} face(s) found in {summary.seconds:.1f} s"
+    )
+    for uri, reason in sorted(summary.failed.items()):
+        click.echo(f"  failed: {uri}: {reason}")
+    if (summary.failed or summary.pending) and not no_wait:
+        click.get_current_context().exit(1)
+
+
 if __name__ == "__main__":
     main()
