@@ -186,9 +186,155 @@ def serve(
         click.echo(f"Database: {prepared.database}. Allowed roots: {roots_shown}.")
         click.echo(f"IMM API on http://{settings.host}:{settings.port}/ (API version 2020-09-30)", nl=True)
         sys.stdout.flush()
-        run_server(build_app(settings, db=prepared.db), settings.host, settings.port, log_level=log_level)
+        run_server(
+            build_app(settings, db=prepared.db),
+            settings.host,
+            settings.port,
+            log_level=log_level,
+            **_server_logging(settings.log_format, log_level),
+        )
     finally:
         prepared.db.close()
+
+
+# --- the scale-out mode: Celery workers, and what the deployment is doing ---------------------------
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 1024),
+    help="Worker processes (default: one per CPU; FACEGROUP_WORKER_CONCURRENCY).",
+)
+@click.option("--name", "-n", help="The worker's Celery node name (default facegroup-PID@HOSTNAME).")
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A folder file:// URIs may name (the same folders as the server's); repeatable.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (default off; FACEGROUP_WORKER_METRICS_PORT).",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Default FACEGROUP_LOG_FORMAT.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+def worker(
+    concurrency: int | None,
+    name: str | None,
+    roots: tuple[Path, ...],
+    metrics_port: int | None,
+    log_format: str | None,
+    log_level: str,
+) -> None:
+    """Run a Celery worker of the scale-out mode (FACEGROUP_BROKER_URL, a PostgreSQL FACEGROUP_DATABASE_URL).
+
+    It analyses photos and runs clustering tasks sent by any server of the same database and broker;
+    start as many as you like, on as many machines. Ctrl-C (SIGTERM) lets the running jobs end first.
+    """
+    from facegroup.api.startup import StartupError, check_roots
+    from facegroup.jobs.celery_worker import WorkerError, WorkerOptions, run_worker
+
+    settings = _settings(
+        None, worker_concurrency=concurrency, worker_metrics_port=metrics_port, log_format=log_format
+    )
+    try:
+        if roots:
+            settings = settings.model_copy(update={"allowed_roots": check_roots(list(roots))})
+        code = run_worker(
+            settings,
+            WorkerOptions(
+                concurrency=settings.worker_concurrency,
+                name=name,
+                log_level=log_level,
+                metrics_port=settings.worker_metrics_port,
+            ),
+        )
+    except (StartupError, WorkerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option(
+    "--timeout", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, help="Wait for workers."
+)
+@_DATA_DIR
+def status(as_json: bool, timeout: float, data_dir: Path | None) -> None:
+    """What the deployment is doing: queue depths, workers seen, tasks running and waiting, files pending."""
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from facegroup.jobs.celery_status import gather_status
+
+    settings = _settings(data_dir)
+    db = _open_database_without_migrating(settings)
+    try:
+        found = gather_status(settings, db, timeout=timeout)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot read the database: {getattr(exc, 'orig', None) or exc}") from None
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(found.to_json(), indent=2, default=str))
+    else:
+        for line in _status_lines(found):
+            click.echo(line)
+    if found.broker_error:
+        click.get_current_context().exit(1)
+
+
+def _server_logging(log_format: str, log_level: str) -> dict:
+    """uvicorn's options for FACEGROUP_LOG_FORMAT: json sends every log (facegroup's too) as JSON lines."""
+    if log_format != "json":
+        return {}
+    from facegroup.observability.logs import configure_logging, uvicorn_log_config
+
+    configure_logging("json", log_level)
+    return {"log_config": uvicorn_log_config(log_level)}
+
+
+def _open_database_without_migrating(settings: Settings) -> Database:
+    from facegroup.api.startup import StartupError, open_database
+
+    try:
+        return open_database(settings, migrate=False)[0]
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _status_lines(found) -> list[str]:
+    if found.mode == "embedded":
+        lines = ["Mode: embedded (the server's in-process pool runs the jobs)"]
+    else:
+        lines = [f"Mode: scale-out (Celery workers, broker {found.broker})"]
+        if found.broker_error:
+            lines.append(f"Broker unreachable: {found.broker_error}")
+        else:
+            lines.append("Queues: " + ", ".join(f"{q} {n} waiting" for q, n in found.queues.items()))
+            lines.append(f"Workers seen: {len(found.workers)}")
+            for seen in found.workers:
+                doing = "; ".join(seen.running) or "idle"
+                lines.append(f"  {seen.name}  {seen.processes} process(es)  {doing}")
+    lines.append(f"Tasks: {len(found.running_tasks)} running, {found.waiting_tasks} waiting")
+    for task in found.running_tasks:
+        where = f"{task.project}/{task.dataset}" if task.dataset else task.project
+        late = " (lease expired: its worker is gone)" if task.lease_expired else ""
+        lines.append(
+            f"  {task.task_id}  {where}  {task.progress}%  attempt {task.attempt}  on {task.worker}{late}"
+        )
+    lines.append(f"Files pending analysis: {found.pending_files}")
+    return lines
 
 
 @main.group()
@@ -456,6 +602,145 @@ def index(
         click.echo(f"  failed: {uri}: {reason}")
     if (summary.failed or summary.pending) and not no_wait:
         click.get_current_context().exit(1)
+
+
+# --- people: clustering and what it found (clients of a running server, signed with the saved key) ---
+
+_PROJECT = click.option("--project", default="facegroup", show_default=True, help="The IMM project.")
+_DATASET = click.option("--dataset", default="photos", show_default=True, help="The dataset in it.")
+
+
+def _client(data_dir: Path | None, endpoint: str | None):
+    from facegroup.client import ClientError, connect
+
+    try:
+        return connect(_settings(data_dir), endpoint=endpoint)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _api_call(call):
+    """Run ``call()``; a refused request or an unreachable server becomes a one-line error."""
+    from facegroup.client import ApiError, ClientError
+
+    try:
+        return call()
+    except ApiError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@_PROJECT
+@_DATASET
+@_ENDPOINT
+@_DATA_DIR
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), help="Give up following the task after this many seconds."
+)
+def cluster(
+    project: str, dataset: str, endpoint: str | None, data_dir: Path | None, timeout: float | None
+) -> None:
+    """Cluster the faces indexed, moved or deleted since the last run, and follow the task to its end."""
+    from tqdm import tqdm
+
+    from facegroup import people_client
+
+    with _client(data_dir, endpoint) as client, tqdm(total=100, desc="cluster", unit="%") as bar:
+
+        def advance(percent: int) -> None:
+            bar.update(max(0, percent - bar.n))
+
+        end = _api_call(
+            lambda: people_client.run_clustering(
+                client, project, dataset, on_progress=advance, timeout=timeout
+            )
+        )
+    if end.status != "Succeeded":
+        raise click.ClickException(f"task {end.task_id} {end.status}: {end.code}: {end.message}")
+    click.echo(f"Clustered {project}/{dataset} in {end.seconds:.1f} s (task {end.task_id}).")
+
+
+@main.command()
+@_PROJECT
+@_DATASET
+@_ENDPOINT
+@_DATA_DIR
+@click.option(
+    "--sort",
+    type=click.Choice(sorted(["photos", "faces", "name", "created"])),
+    default="photos",
+    show_default=True,
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many people.")
+def people(
+    project: str, dataset: str, endpoint: str | None, data_dir: Path | None, sort: str, limit: int | None
+) -> None:
+    """A table of the people found: name, faces, photos and the photo their cover face comes from."""
+    import itertools
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from facegroup import people_client
+
+    with _client(data_dir, endpoint) as client:
+        found = _api_call(
+            lambda: list(itertools.islice(people_client.people(client, project, dataset, sort=sort), limit))
+        )
+    table = Table(title=f"People of {project}/{dataset}")
+    for column, justify in (
+        ("Name", "left"),
+        ("Faces", "right"),
+        ("Photos", "right"),
+        ("Cover", "left"),
+        ("Id", "left"),
+    ):
+        table.add_column(column, justify=justify)
+    for person in found:
+        table.add_row(
+            person.name or "-", str(person.faces), str(person.photos), person.cover_uri, person.cluster_id
+        )
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+    click.echo(f"{len(found)} people")
+
+
+@main.command()
+@_PROJECT
+@_DATASET
+@_ENDPOINT
+@_DATA_DIR
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="A file (default: stdout)."
+)
+def export(
+    project: str, dataset: str, endpoint: str | None, data_dir: Path | None, fmt: str, output: Path | None
+) -> None:
+    """Export the people and their photos as JSON (one object per person) or CSV (one row per photo)."""
+    from tqdm import tqdm
+
+    from facegroup import people_client
+
+    with (
+        _client(data_dir, endpoint) as client,
+        tqdm(desc="export", unit="person", disable=output is None) as bar,
+    ):
+        found = _api_call(
+            lambda: people_client.people_with_photos(
+                client, project, dataset, on_person=lambda: bar.update(1)
+            )
+        )
+    text = people_client.to_json(project, dataset, found) if fmt == "json" else people_client.to_csv(found)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"{len(found)} people written to {output}", err=True)
 
 
 if __name__ == "__main__":

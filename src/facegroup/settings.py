@@ -104,6 +104,20 @@ class Settings(BaseSettings):
     task_max_attempts: int = Field(default=3, ge=1, description="runs of a task cut short before it fails")
     task_poll_seconds: float = Field(default=2.0, gt=0, description="how often the pool looks for work")
 
+    # Scale-out (facegroup.jobs.celery_*): a broker URL makes Celery workers run the jobs instead of the
+    # in-process pool; the database must then be PostgreSQL, shared by the server and every worker.
+    broker_url: str | None = Field(
+        default=None, repr=False, pattern=r"^(redis|rediss|amqp|amqps)://", description="redis:// or amqp://"
+    )
+    broker_visibility_timeout: float = Field(
+        default=600.0, gt=0, description="Redis: a job not acknowledged this long is delivered again"
+    )
+    worker_concurrency: int = Field(default=0, ge=0, description="`facegroup worker` processes; 0 = per CPU")
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="`facegroup worker` serves /metrics here; 0 = off"
+    )
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="json: one JSON per line")
+
     # Notifications: MNS/RocketMQ TopicName -> sink, e.g.
     # FACEGROUP_NOTIFY_TOPICS='{"done": {"url": "redis://127.0.0.1:6379/0", "stream": "facegroup"}}'
     notify_topics: dict[str, NotifyTopic] = Field(default_factory=dict, description="topic name -> sink")

@@ -25,6 +25,7 @@ from facegroup.api.handlers import LISTING_ACTIONS, all_actions
 from facegroup.jobs.indexing import PendingFilesRecovery
 from facegroup.jobs.local import LocalWorkerPool
 from facegroup.notify.dispatcher import OutboxDispatcher
+from facegroup.observability.metrics import instrument
 from facegroup.services.database import Database
 from facegroup.settings import Settings
 from facegroup.store import DatabaseNonceStore
@@ -49,12 +50,19 @@ def build_context(settings: Settings, db: Database) -> ApiContext:
 
 def background_services(context: ApiContext) -> list[BackgroundService]:
     """What runs beside the API, in start order: the outbox dispatcher, then the task worker pool (which
-    wakes the dispatcher when a task ends, so its notification leaves at once), then the re-submission of
-    files left Pending by an earlier process (it needs the pool)."""
+    wakes the dispatcher when a task ends, so its notification leaves at once) or, with a broker, the
+    Celery backend and its task sweeper, then the re-submission of files left Pending by an earlier
+    process (it needs the job backend)."""
     dispatcher = OutboxDispatcher(context.db, context.settings)
+    if context.settings.broker_url:  # scale-out: Celery workers run the jobs, a sweeper watches the tasks
+        from facegroup.jobs.celery_backend import scale_out_services
+
+        runners = scale_out_services(context.db, context.settings, after_task=dispatcher.wake)
+    else:
+        runners = [LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake)]
     return [
         dispatcher,
-        LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake),
+        *runners,
         PendingFilesRecovery(context.db),  # files whose analysis died with an earlier process
     ]
 
@@ -83,6 +91,7 @@ def build_app(
         clock=clock,
         lifespan=_lifespan(running, database if owned else None),
     )
+    instrument(app, [action.name for action in app.state.actions])  # GET /metrics; requests by action
     app.state.context = context
     app.state.services = running
     return app

@@ -13,6 +13,7 @@ from typing import Any
 
 from facegroup.jobs.context import JobContext
 from facegroup.jobs.registry import job
+from facegroup.observability import metrics
 from facegroup.services import indexing
 from facegroup.services.analysis import analyzer_for
 from facegroup.services.database import Database
@@ -27,7 +28,7 @@ def index_file(ctx: JobContext, payload: Mapping[str, Any]) -> None:
     indexing.analyze_file(
         ctx.db,
         sources_for(ctx.settings),
-        analyzer.analyze,
+        metrics.counting_photos(analyzer.analyze),  # photos/s and faces/s of this worker
         analyzer.embedder.name,
         int(payload["file_id"]),
         str(payload.get("event_id") or ""),

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from facegroup.jobs.context import JobContext, JobInterrupted
 from facegroup.jobs.registry import get_job
+from facegroup.observability import metrics
 from facegroup.protocol.errors import ImmError
 from facegroup.services import task_leases
 from facegroup.services.database import Database
@@ -39,11 +41,35 @@ class JobRunner:
     on_start: Callable[[JobContext], None] = lambda ctx: None
     on_end: Callable[[JobContext], None] = lambda ctx: None
 
-    def run(self, job_name: str, payload: dict[str, Any]) -> None:
+    def run(self, job_name: str, payload: dict[str, Any]) -> str:
+        """Run one submission; returns its outcome (succeeded, failed, interrupted, or skipped: a task
+        this worker did not get), which is also counted in the metrics and logged with the job's name."""
+        began = time.monotonic()
+        outcome = "failed"
+        try:
+            outcome = self._run(job_name, payload)
+        finally:
+            seconds = time.monotonic() - began
+            metrics.job_ended(job_name, outcome, seconds)
+            log.info(
+                "job %s %s",
+                job_name,
+                outcome,
+                extra={
+                    "job": job_name,
+                    **{key: payload[key] for key in ("task_id", "file_id") if key in payload},
+                    "outcome": outcome,
+                    "seconds": round(seconds, 3),
+                    "worker": self.owner,
+                },
+            )
+        return outcome
+
+    def _run(self, job_name: str, payload: dict[str, Any]) -> str:
         spec = get_job(job_name)
         if spec is None:
             log.error("job %s is not registered in this process; submission dropped", job_name)
-            return
+            return "skipped"
         if not spec.task:
             ctx = JobContext(
                 job_name=job_name, payload=payload, db=self.db, settings=self.settings, stopping=self.stopping
@@ -52,12 +78,14 @@ class JobRunner:
                 spec.func(ctx, payload)
             except JobInterrupted:
                 log.info("job %s stopped: the worker is shutting down", job_name)
+                return "interrupted"
             except Exception:
                 log.exception("job %s failed", job_name)
-            return
-        self._run_task(job_name, str(payload.get("task_id", "")))
+                return "failed"
+            return "succeeded"
+        return self._run_task(job_name, str(payload.get("task_id", "")))
 
-    def _run_task(self, job_name: str, task_id: str) -> None:
+    def _run_task(self, job_name: str, task_id: str) -> str:
         settings = self.settings
         claim = task_leases.claim(
             self.db,
@@ -67,7 +95,7 @@ class JobRunner:
             max_attempts=settings.task_max_attempts,
         )
         if claim is None:
-            return
+            return "skipped"
         if claim.job_name != job_name:
             log.warning("task %s is run by job %s, not %s", task_id, claim.job_name, job_name)
         spec = get_job(claim.job_name)
@@ -82,6 +110,7 @@ class JobRunner:
             attempt=claim.attempt,
         )
         self.on_start(ctx)
+        outcome = "failed"
         try:
             if spec is None:
                 raise RuntimeError(f"job {claim.job_name} is not registered in this worker")
@@ -90,7 +119,9 @@ class JobRunner:
                 with self.db.write() as session:
                     ctx.finish(session, result)
             log.info("task %s succeeded", task_id)
+            outcome = "succeeded"
         except JobInterrupted as exc:
+            outcome = "interrupted"
             if not ctx.lost and task_leases.release(self.db, task_id, owner=self.owner):
                 log.info("task %s handed back (%s); it runs again at the next start", task_id, exc)
             else:
@@ -112,6 +143,7 @@ class JobRunner:
             )
             if following is not None:
                 self.submit(following[1], {"task_id": following[0]})
+        return outcome
 
     def _fail(self, task_id: str, code: str, message: str) -> None:
         try:
