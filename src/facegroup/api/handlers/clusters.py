@@ -1,5 +1,6 @@
 """Figure clusters (people): CreateFigureClusteringTask, CreateFigureClustersMergingTask, GetFigureCluster,
-BatchGetFigureCluster, QueryFigureClusters, UpdateFigureCluster."""
+BatchGetFigureCluster, QueryFigureClusters, UpdateFigureCluster, and SearchImageFigureCluster (the person
+of each face of a photo)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from facegroup.notify import validate_notification
 from facegroup.protocol.errors import ImmError
 from facegroup.protocol.params import Bool, Enum, Int, Json, Str
 from facegroup.protocol.times import format_time
-from facegroup.services import cluster_merging, clustering_task, figure_clusters
+from facegroup.services import cluster_merging, clustering_task, face_search, figure_clusters
+from facegroup.services.analysis import analyzer_for
 from facegroup.services.figure_clusters import ClusterQuery, ClusterView
+from facegroup.sources import sources_for
 
 MAX_BATCH = 100
 OBJECT_ID = Str("ObjectId", required=True, max_length=64)
@@ -141,6 +144,27 @@ def actions(context: ApiContext) -> list[Action]:
         changes = figure_clusters.parse_changes(params["FigureCluster"])
         figure_clusters.update_cluster(db, params["ProjectName"], params["DatasetName"], changes)
 
+    def search_image(call: Call) -> dict[str, Any]:
+        params = call.params
+        matches = face_search.search_clusters(
+            db,
+            sources_for(settings),
+            analyzer_for(settings),
+            params["ProjectName"],
+            params["DatasetName"],
+            params["SourceURI"],
+        )
+        return {
+            "Clusters": [
+                {
+                    "Boundary": match.boundary.to_imm(),
+                    "ClusterId": match.cluster_id,
+                    "Similarity": round(match.similarity, 4),
+                }
+                for match in matches
+            ]
+        }
+
     return [
         Action("CreateFigureClusteringTask", Scope.DATASET, TASK_PARAMS, create_clustering),
         Action(
@@ -177,4 +201,10 @@ def actions(context: ApiContext) -> list[Action]:
             query,
         ),
         Action("UpdateFigureCluster", Scope.DATASET, (Json("FigureCluster", dict, required=True),), update),
+        Action(
+            "SearchImageFigureCluster",
+            Scope.DATASET,
+            (Str("SourceURI", required=True, min_length=1, max_length=2048), Json("CredentialConfig", dict)),
+            search_image,
+        ),
     ]
