@@ -9,6 +9,7 @@ from alibabacloud_imm20200930.client import Client
 from harness import KEYS, Seen, build_actions, deny_reader_writes, sdk_client
 from live_facegroup import facegroup, new_postgres_database  # noqa: F401  (fixtures: the whole server)
 from live_server import serve
+from people_testkit import people_server  # noqa: F401  (fixture: a live server with the people photos)
 
 from facegroup.api import create_app
 
