@@ -26,6 +26,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    return _free_port()
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     port = _free_port()
