@@ -40,8 +40,8 @@ fi
 
 # The cache key: a wheel built with -march flags of one CPU must not be reused on another.
 pytag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-cpukey=$(grep -m1 -o -w -E 'avx512f|avx2|avx|sse4_2' /proc/cpuinfo 2>/dev/null | head -1 || true)
-cache=${FACEGROUP_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facegroup/wheels}/dlib-$DLIB_VERSION-$pytag-${cpukey:-generic}
+cpukey=$( (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m) | sha256sum | cut -c1-12)
+cache=${FACEGROUP_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facegroup/wheels}/dlib-$DLIB_VERSION-$pytag-cpu$cpukey
 wheel=$(ls "$cache"/dlib-*.whl 2>/dev/null | head -1 || true)
 
 if [ -z "$wheel" ]; then

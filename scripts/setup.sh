@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  for cand in python3.13 python3.12 python3.11 python3; do
-    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  for cand in python3 python3.13 python3.12 python3.11; do
+    if "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
       PY=$cand; break
     fi
   done
@@ -16,11 +16,12 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.facegroup-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+want=$(cat pyproject.toml scripts/install_dlib.sh | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing facegroup and its dependencies into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[test,bench]'
+  echo "$want" > "$stamp"
 fi
-echo "setup: installing facegroup and its dependencies into .venv"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test,bench]'
-echo "$want" > "$stamp"
+# dlib: the OpenBLAS build (cached wheel after the first time), else dlib-bin with a warning.
+scripts/install_dlib.sh
