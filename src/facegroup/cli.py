@@ -35,17 +35,12 @@ def analyze(paths: tuple[str, ...]) -> None:
 
     from tqdm import tqdm
 
-    from facegroup.faces import AnalyzerConfig, ImageError, get_analyzer
+    from facegroup.faces import ImageError, get_analyzer
+    from facegroup.services.analysis import analyzer_config
     from facegroup.settings import get_settings
 
-    settings = get_settings()
     try:
-        config = AnalyzerConfig(
-            detector=settings.detector,
-            max_image_pixels=settings.max_image_pixels,
-            detect_max_side=settings.detect_max_side,
-            min_face_px=settings.min_face_px,
-        )
+        config = analyzer_config(get_settings())
     except ValueError as exc:
         raise click.ClickException(f"invalid face analysis settings: {exc}") from None
     analyzer = get_analyzer(config)
@@ -74,6 +69,27 @@ def analyze(paths: tuple[str, ...]) -> None:
     if failed:
         click.echo(f"{failed} of {len(paths)} files failed", err=True)
         click.get_current_context().exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info(as_json: bool) -> None:
+    """Which dlib runs (version, BLAS, AVX) and which detector and embedder are configured."""
+    import json
+
+    from facegroup.runtime_info import runtime_info
+    from facegroup.services.analysis import analyzer_config
+    from facegroup.settings import get_settings
+
+    try:
+        facts = runtime_info(analyzer_config(get_settings()))
+    except ValueError as exc:
+        raise click.ClickException(f"invalid face analysis settings: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    for key, value in facts.items():
+        click.echo(f"{key + ':':<18}{value}")
 
 
 @main.group()
