@@ -9,6 +9,7 @@ draws the bars and this module stays testable without a terminal.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -146,7 +147,8 @@ def index_folder(
     sent, done = on_found(len(photos))
     if photos:
         ensure_dataset(client, project, dataset)
-        uris = [photo.absolute().as_uri() for photo in photos]
+        # Absolute and without '..' (which the server refuses); symlinks are the server's to judge.
+        uris = [Path(os.path.abspath(photo)).as_uri() for photo in photos]
         summary.event_ids = submit(client, project, dataset, uris, batch_size=batch_size, sent=sent)
         if wait_for_analysis:
             wait(
