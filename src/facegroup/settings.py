@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, repr=False, pattern=r"^(redis|rediss|amqp|amqps)://", description="redis:// or amqp://"
     )
+    broker_namespace: str = Field(
+        default="facegroup",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="names the queues: deployments sharing a broker use different ones",
+    )
     broker_visibility_timeout: float = Field(
         default=600.0, gt=0, description="Redis: a job not acknowledged this long is delivered again"
     )

@@ -24,6 +24,7 @@ so a clustering request is not stuck behind a 10,000-photo indexing backlog. Wor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -33,14 +34,39 @@ from facegroup.jobs.registry import get_job
 from facegroup.settings import Settings
 
 TASK_NAME = "facegroup.run"
-TASKS_QUEUE = "facegroup.tasks"
-JOBS_QUEUE = "facegroup.jobs"
-QUEUES = (TASKS_QUEUE, JOBS_QUEUE)
+SEND_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 
-def queue_for(job_name: str) -> str:
-    spec = get_job(job_name)
-    return TASKS_QUEUE if spec is not None and spec.task else JOBS_QUEUE
+@dataclass(frozen=True)
+class Queues:
+    """The two queues of a deployment, named after ``Settings.broker_namespace`` so that several
+    deployments (or test runs) can share one broker without taking each other's jobs."""
+
+    tasks: str
+    jobs: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Queues:
+        return cls(f"{settings.broker_namespace}.tasks", f"{settings.broker_namespace}.jobs")
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (self.tasks, self.jobs)
+
+    def queue_for(self, job_name: str) -> str:
+        spec = get_job(job_name)
+        return self.tasks if spec is not None and spec.task else self.jobs
+
+
+def send(app: Celery, queues: Queues, job_name: str, payload: dict[str, Any]) -> None:
+    """Put one job on its queue (retrying briefly if the broker connection just dropped)."""
+    app.send_task(
+        TASK_NAME,
+        args=[job_name, payload],
+        queue=queues.queue_for(job_name),
+        retry=True,
+        retry_policy=SEND_RETRY,
+    )
 
 
 def broker_kind(url: str) -> str:
@@ -60,6 +86,7 @@ def make_celery(settings: Settings) -> Celery:
     if not settings.broker_url:
         raise ValueError("the scale-out mode needs a broker URL (FACEGROUP_BROKER_URL)")
     app = Celery("facegroup", broker=settings.broker_url, set_as_current=False)
+    queues = Queues.of(settings)
     conf: dict[str, Any] = {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -68,8 +95,9 @@ def make_celery(settings: Settings) -> Celery:
         "result_backend": None,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "task_queues": [Queue(name) for name in QUEUES],
-        "task_default_queue": JOBS_QUEUE,
+        "task_queues": [Queue(name) for name in queues.names],
+        "task_default_queue": queues.jobs,
+        "control_exchange": settings.broker_namespace,  # `facegroup status` asks only its own workers
         "broker_connection_retry_on_startup": True,
         # Loading the face models takes a few seconds: a new worker process may take that long to start.
         "worker_proc_alive_timeout": 120.0,
@@ -83,6 +111,7 @@ def make_celery(settings: Settings) -> Celery:
             # How often a worker looks for messages whose worker died (older than the timeout).
             "unacked_restore_interval": max(1.0, min(30.0, timeout / 4)),
             "unacked_restore_throttle": 1,
+            "global_keyprefix": f"{settings.broker_namespace}:",
         }
     app.conf.update(conf)
     return app

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from facegroup.jobs.catalog import load_jobs
-from facegroup.jobs.celery_app import TASK_NAME, broker_kind, display_url, make_celery, queue_for
+from facegroup.jobs.celery_app import Queues, broker_kind, display_url, make_celery, send
 from facegroup.jobs.registry import get_job, job_names
 from facegroup.jobs.submission import install_backend, uninstall_backend
 from facegroup.services import task_leases
@@ -34,7 +34,6 @@ log = logging.getLogger("facegroup.jobs")
 
 PURGE_EVERY_SECONDS = 3600.0
 RESEND_MAX_SECONDS = 600.0
-SEND_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 
 class ScaleOutError(RuntimeError):
@@ -93,6 +92,7 @@ class CeleryBackend:
         self._db = db
         self._sent = sent or SentTasks(settings.task_lease_seconds)
         self._app: Any = None
+        self._queues = Queues.of(settings)
 
     def start(self) -> None:
         check_scale_out(self._settings, self._db)
@@ -120,20 +120,13 @@ class CeleryBackend:
         spec = get_job(job_name)
         task_id = payload.get("task_id") if spec is not None and spec.task else None
         try:
-            send(self._app, job_name, payload)
+            send(self._app, self._queues, job_name, payload)
         except Exception as exc:
             if task_id is None:
                 raise RuntimeError(f"the broker refused job {job_name}: {exc}") from exc
             log.warning("the broker refused task %s (%s); the sweeper sends it again", task_id, exc)
         if task_id is not None:
             self._sent.sent(str(task_id))
-
-
-def send(app: Any, job_name: str, payload: dict[str, Any]) -> None:
-    """Put one job on its queue (retrying briefly if the broker connection just dropped)."""
-    app.send_task(
-        TASK_NAME, args=[job_name, payload], queue=queue_for(job_name), retry=True, retry_policy=SEND_RETRY
-    )
 
 
 class TaskSweeper:

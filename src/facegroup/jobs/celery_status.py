@@ -98,14 +98,14 @@ def _expired(at: datetime | None, now: datetime) -> bool:
 
 
 def _from_broker(settings: Settings, status: Status, timeout: float) -> None:
-    from facegroup.jobs.celery_app import QUEUES, display_url, make_celery
+    from facegroup.jobs.celery_app import Queues, display_url, make_celery
 
     status.broker = display_url(settings.broker_url or "")
     app = make_celery(settings)
     try:
         with app.connection_for_read() as connection:
             connection.ensure_connection(max_retries=1)
-            for queue in QUEUES:
+            for queue in Queues.of(settings).names:
                 status.queues[queue] = _depth(connection, queue)
         inspect = app.control.inspect(timeout=timeout)
         stats = inspect.stats() or {}

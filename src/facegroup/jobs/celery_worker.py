@@ -64,7 +64,7 @@ def _run(settings: Settings, options: WorkerOptions) -> int:
     from celery import signals
 
     from facegroup.jobs.catalog import load_jobs
-    from facegroup.jobs.celery_app import QUEUES, TASK_NAME, display_url, make_celery
+    from facegroup.jobs.celery_app import TASK_NAME, Queues, display_url, make_celery
     from facegroup.observability.logs import configure_logging
 
     check_database(settings)
@@ -87,7 +87,7 @@ def _run(settings: Settings, options: WorkerOptions) -> int:
         hostname=options.name or default_node_name(),
         concurrency=options.concurrency or os.cpu_count() or 1,
         pool="prefork",
-        queues=list(QUEUES),
+        queues=list(Queues.of(settings).names),
         loglevel=options.log_level.upper(),
         quiet=True,
         without_mingle=True,  # nothing to sync: the task table is the state
@@ -143,7 +143,7 @@ class _Process:
     """What one worker process keeps between jobs."""
 
     def __init__(self, settings: Settings, app: Any) -> None:
-        from facegroup.jobs.celery_backend import send
+        from facegroup.jobs.celery_app import Queues, send
         from facegroup.jobs.local import worker_name
         from facegroup.jobs.runner import JobRunner
         from facegroup.jobs.submission import install_backend, submit
@@ -154,7 +154,7 @@ class _Process:
         self.db = Database.connect(settings.resolved_database_url)
         self.owner = worker_name()
         self.keeper = LeaseKeeper(self.db, settings, self.owner)
-        self.backend = _Sender(app, send)
+        self.backend = _Sender(app, Queues.of(settings), send)
         install_backend(self.backend)
         self.runner = JobRunner(
             db=self.db,
@@ -175,12 +175,13 @@ class _Process:
 class _Sender:
     """The job backend inside a worker process: jobs submitted by jobs go to the broker too."""
 
-    def __init__(self, app: Any, send: Any) -> None:
+    def __init__(self, app: Any, queues: Any, send: Any) -> None:
         self._app = app
+        self._queues = queues
         self._send = send
 
     def submit(self, job_name: str, payload: dict[str, Any]) -> None:
-        self._send(self._app, job_name, payload)
+        self._send(self._app, self._queues, job_name, payload)
 
 
 _process: _Process | None = None
