@@ -387,3 +387,74 @@ def test_deleting_file_meta_tombstones_the_faces_and_keeps_the_photo(server, pho
         )
     )
     assert error.code == "ResourceNotFound"
+
+
+def _cluster(client, project: str, dataset: str) -> None:
+    task_id = client.create_figure_clustering_task(
+        models.CreateFigureClusteringTaskRequest(project_name=project, dataset_name=dataset)
+    ).body.task_id
+    deadline = time.monotonic() + 120
+    while True:
+        task = client.get_task(
+            models.GetTaskRequest(project_name=project, task_type="FaceClustering", task_id=task_id)
+        ).body
+        if task.status != "Running":
+            assert task.status == "Succeeded", task.message
+            return
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_a_face_moved_with_update_file_meta_stays_where_the_user_put_it(server, photos):
+    client = server.client()
+    project, dataset = new_dataset(
+        client, workflow_parameters=[models.WorkflowParameter(name="FigureClusterMinFaces", value="2")]
+    )
+    names = [
+        "portrait.png",
+        "portrait_mirrored.jpg",
+        "portrait_large.jpg",
+        "astronaut_crop.jpg",
+        "astronaut_small.jpg",
+    ]
+    uris = [photos.uri(name) for name in names]
+    index_and_wait(client, project, dataset, uris)
+    _cluster(client, project, dataset)
+    files = get_files(client, project, dataset, uris)
+    tom = files[uris[0]].figures[0]
+    eileen_cluster = files[uris[3]].figures[0].figure_cluster_id
+    assert tom.figure_cluster_id.startswith("Cluster-") and eileen_cluster.startswith("Cluster-")
+    assert tom.figure_cluster_id != eileen_cluster
+    client.update_file_meta(
+        models.UpdateFileMetaRequest(
+            project_name=project,
+            dataset_name=dataset,
+            file=models.InputFile(
+                uri=uris[0],
+                figures=[models.InputFileFigures(figure_id=tom.figure_id, figure_cluster_id=eileen_cluster)],
+            ),
+        )
+    )
+    _cluster(client, project, dataset)
+    assert (
+        get_files(client, project, dataset, [uris[0]])[uris[0]].figures[0].figure_cluster_id == eileen_cluster
+    )
+    # taken out again: the next task leaves it out of that cluster
+    client.update_file_meta(
+        models.UpdateFileMetaRequest(
+            project_name=project,
+            dataset_name=dataset,
+            file=models.InputFile(
+                uri=uris[0],
+                figures=[
+                    models.InputFileFigures(
+                        figure_id=tom.figure_id, figure_cluster_id="figure-cluster-id-independent"
+                    )
+                ],
+            ),
+        )
+    )
+    _cluster(client, project, dataset)
+    assert (
+        get_files(client, project, dataset, [uris[0]])[uris[0]].figures[0].figure_cluster_id != eileen_cluster
+    )
