@@ -79,13 +79,13 @@ PROBES = (
 COPIES = {copy.name: copy for copy in (*GROUP, *PORTRAITS, *PROBES)}
 
 
-def make_photos(folder: Path) -> dict[str, Path]:
-    """Write every copy into ``folder``; name -> path."""
+def make_photos(folder: Path, names: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write the copies (``names``, default all) into ``folder``; name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
     sources = {name: Image.open(sample_path(name)).convert("RGB") for name in ("group", "portrait")}
     assert sources["group"].width == 1280, "the group sample changed; _shifted(600) assumes 1280 px"
     paths = {}
-    for copy in COPIES.values():
+    for copy in COPIES.values() if names is None else [COPIES[name] for name in names]:
         path = folder / copy.name
         copy.make(sources[copy.source]).save(path, quality=92)
         paths[copy.name] = path
