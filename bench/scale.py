@@ -38,7 +38,9 @@ def peak_rss_mb() -> float:
 
 def dataset(model_path: Path, n: int, seed: int):
     data = np.load(model_path)
-    model = DescriptorModel(data["mean"], data["between"], data["within"], data["sizes"])
+    model = DescriptorModel(
+        data["mean"], data["between"], data["within"], data["sizes"], float(data["person_spread"])
+    )
     rng = np.random.default_rng(seed)
     x, people = model.sample(n + ADD_BATCH * ADD_ROUNDS, rng)
     held = np.sort(rng.choice(len(x), ADD_BATCH * ADD_ROUNDS, replace=False))
@@ -148,9 +150,18 @@ def main() -> None:
     model = DescriptorModel.fit(real.embeddings, real.identities, rng)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     model_path = CACHE_DIR / "synthetic-model.npz"
-    np.savez(model_path, mean=model.mean, between=model.between, within=model.within, sizes=model.sizes)
+    np.savez(
+        model_path,
+        mean=model.mean,
+        between=model.between,
+        within=model.within,
+        sizes=model.sizes,
+        person_spread=model.person_spread,
+    )
     fake, fake_people = model.sample(len(real), rng)
-    print(f"descriptor model fitted on {len(real)} faces ({real.source})")
+    print(
+        f"descriptor model fitted on {len(real)} faces ({real.source}); person spread {model.person_spread}"
+    )
     print("distances of normalised descriptors: mean, p5, p50, p95")
     for name, (xs, ls) in {
         "real": (real.embeddings, real.identities),

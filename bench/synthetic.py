@@ -4,7 +4,9 @@ Fitted on a labeled set of real (normalised) descriptors as a two-level Gaussian
 around the global mean with the between-person covariance, a photo is that centre plus noise with the
 within-person covariance, then normalised like the real ones. Both covariances are estimated from the set
 (full 128x128, so the real anisotropy is kept) and scaled so that the mean same-person and different-person
-distances of the synthetic faces match the real ones. Sizes of people follow the real set's histogram.
+distances of the synthetic faces match the real ones. Some people vary more than others: each person's
+within-person spread is scaled by a log-normal factor whose width is chosen so that the spread of
+same-person distances (5th to 95th percentile) matches too. Sizes of people follow the real set's histogram.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class DescriptorModel:
     between: np.ndarray  # (d, d) root of the between-person covariance
     within: np.ndarray  # (d, d) root of the within-person covariance
     sizes: np.ndarray  # photos per person in the real set
+    person_spread: float = 0.0  # sd of the log of each person's within-person scale
 
     @classmethod
     def fit(cls, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> DescriptorModel:
@@ -64,16 +67,22 @@ class DescriptorModel:
         dev = (x - centres[codes])[multi] * np.sqrt(sizes[codes][multi] / (sizes[codes][multi] - 1))[:, None]
         within = dev.T @ dev / len(dev)
         mean = centres.mean(axis=0)
-        spread = centres - mean
-        between = spread.T @ spread / len(names) - within * np.mean(1.0 / sizes)
-        model = cls(mean, _psd_root(between), _psd_root(within), sizes)
+        offsets = centres - mean
+        between = offsets.T @ offsets / len(names) - within * np.mean(1.0 / sizes)
         target = distance_profile(x, labels, rng)
-        for _ in range(6):  # scale the two spreads until the mean distances match the real ones
-            xs, ls = model.sample(20_000, rng)
-            got = distance_profile(xs, ls, rng)
-            model.within *= target["same"][0] / got["same"][0]
-            model.between *= target["different"][0] / got["different"][0]
-        return model
+        best = None
+        for person_spread in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+            model = cls(mean, _psd_root(between), _psd_root(within), sizes, person_spread)
+            for _ in range(5):  # scale the two spreads until the mean distances match the real ones
+                xs, ls = model.sample(20_000, rng)
+                got = distance_profile(xs, ls, rng)
+                model.within *= target["same"][0] / got["same"][0]
+                model.between *= target["different"][0] / got["different"][0]
+            got = distance_profile(*model.sample(20_000, rng), rng)
+            miss = abs((got["same"][3] - got["same"][1]) - (target["same"][3] - target["same"][1]))
+            if best is None or miss < best[0]:
+                best = (miss, model)
+        return best[1]
 
     def sample(
         self, n: int, rng: np.random.Generator, first_person: int = 0
@@ -86,8 +95,10 @@ class DescriptorModel:
         d = len(self.mean)
         out = np.empty((n, d), np.float32)
         centres = self.mean + rng.standard_normal((len(sizes), d)) @ self.between.T
+        scale = np.exp(self.person_spread * rng.standard_normal(len(sizes)))
         for lo in range(0, n, 100_000):
             hi = min(n, lo + 100_000)
-            chunk = centres[people[lo:hi]] + rng.standard_normal((hi - lo, d)) @ self.within.T
+            noise = rng.standard_normal((hi - lo, d)) @ self.within.T
+            chunk = centres[people[lo:hi]] + noise * scale[people[lo:hi], None]
             out[lo:hi] = _normalise(chunk)
         return out, people + first_person

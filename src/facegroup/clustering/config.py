@@ -31,7 +31,9 @@ class ClusteringConfig:
     # Neighbours looked up per face, and the raw similarity under which a neighbour is not even a candidate.
     neighbours: int = 10
     candidate_floor: float = 0.88
-    # How far an update spreads through independent faces near the added ones (graph hops).
+    # How far an update spreads through independent faces near the added ones: faces at least wake_floor
+    # similar (raw) wake up and look around too, up to reconsider_hops deep.
+    wake_floor: float = 0.92
     reconsider_hops: int = 3
     # Smoothing (smoothing.py): each face is pulled towards its smoothing_neighbours closest faces above
     # smoothing_floor, each weighted by similarity ** smoothing_sharpness. 0 neighbours turns it off.

@@ -51,17 +51,27 @@ def pairs_within_groups(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _wake(state: ClusterState, new_rows: np.ndarray, cfg: ClusteringConfig, first_hits):
-    """The active faces (new ones plus the independent faces near them) and all their neighbour hits."""
+    """The active faces (new ones plus the independent faces near them) and the neighbour pairs among them.
+
+    Independent faces at least ``wake_floor`` similar to an active face wake up, and so do the independent
+    faces in their own neighbour lists, up to ``reconsider_hops`` deep. Woken faces bring the neighbours
+    they already list (no new search): their closest faces are in those lists, and the new faces near
+    them found them from the other side.
+    """
     active = np.unique(new_rows)
-    src, dst, _ = first_hits
+    src, dst, sim = first_hits
     srcs, dsts = [src], [dst]
     for _hop in range(cfg.reconsider_hops):
-        loose = (state.cluster.data[dst] == INDEPENDENT) & ~state.pinned.data[dst]
+        loose = (state.cluster.data[dst] == INDEPENDENT) & ~state.pinned.data[dst] & (sim >= cfg.wake_floor)
         frontier = np.setdiff1d(dst[loose], active)
         if not len(frontier):
             break
         active = np.union1d(active, frontier)
-        src, dst, _ = search(state, frontier, cfg.neighbours, cfg.candidate_floor)
+        listed = state.nbr.data[frontier]
+        used = listed >= 0
+        src = np.repeat(frontier, listed.shape[1])[used.ravel()]
+        dst = listed[used]
+        sim = state.nbr_sim.data[frontier][used]
         srcs.append(src)
         dsts.append(dst)
     return active, np.concatenate(srcs), np.concatenate(dsts)

@@ -1,9 +1,11 @@
 """The nearest-neighbour index of a dataset's faces (faiss), which is also where their embeddings live.
 
-Small datasets use an exact flat index. Past ``ivf_min_faces`` the index becomes an inverted file (IVF-Flat,
-about ``2·sqrt(n)`` lists) so a search touches a few lists instead of every face: adding k faces costs
-O(k · nprobe · n/nlist), not O(k · n). The lists are retrained when the dataset has grown fourfold since the
-last training, which keeps lists short at an amortised O(1) per face.
+Small datasets use an exact flat index. Past ``ivf_min_faces`` the index becomes an inverted file (IVF-Flat)
+with about ``n / 250`` lists: a search scans ``nprobe`` lists of ~250 faces whatever the size of the dataset,
+after comparing the query with the list centres (one BLAS product for a batch of queries; past 4M faces the
+centres are searched through a small HNSW graph, O(log n)). Adding k faces thus costs about O(k log n). The lists are retrained when the dataset has grown fourfold since the last
+training, an amortised O(1) per face. Training and the graph are built on one thread, so the same faces give
+the same index, byte for byte.
 
 Faces are addressed by their row number in the engine's state (faiss id = row). The index keeps the exact
 normalised vectors and can return them by id, so the state does not store the embeddings a second time; the
@@ -15,14 +17,27 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-_TRAIN_POINTS_PER_LIST = 40  # k-means sample size per list; faiss needs >= 39 to stay quiet
-_KMEANS_ITERATIONS = 12
+_LIST_SIZE = 250  # faces per inverted list, on average
+_TRAIN_POINTS_PER_LIST = 10  # k-means sample per list: centres need not be precise, only spread like the data
+_KMEANS_ITERATIONS = 8
+_HNSW_LINKS = 32
+_FLAT_QUANTIZER_MAX = 16_384  # above this many lists (4M faces), centres are searched through HNSW
 _SEED = 1234
 
 
 def _nlist_for(n: int) -> int:
-    """About 2·sqrt(n) lists, never more than the training sample can support."""
-    return int(max(1, min(8192, round(2 * np.sqrt(n)), n // _TRAIN_POINTS_PER_LIST)))
+    return int(max(1, min(1 << 16, n // _LIST_SIZE)))
+
+
+class _OneThread:
+    """Run faiss on one thread (deterministic k-means and HNSW construction), then restore."""
+
+    def __enter__(self) -> None:
+        self._was = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        faiss.omp_set_num_threads(self._was)
 
 
 class FaceIndex:
@@ -50,10 +65,12 @@ class FaceIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if len(ids) == 0:
             return
-        self._index.add_with_ids(vectors, ids)
-        n = self.ntotal
+        n = self.ntotal + len(ids)
         if (not self.is_ivf and n >= self.ivf_min_faces) or (self.is_ivf and n >= 4 * self._trained_at):
-            self._retrain()
+            old = self.all_ids()
+            self._build_ivf(np.concatenate([old, ids]), np.concatenate([self.vectors(old), vectors]))
+        else:
+            self._index.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -93,22 +110,28 @@ class FaceIndex:
         sims, ids = self._index.search(queries, k)
         return sims, ids
 
-    def _retrain(self) -> None:
-        """Rebuild as IVF-Flat with lists sized for the current number of faces."""
-        ids = self.all_ids()
-        vectors = self.vectors(ids)
+    def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """(Re)build as IVF-Flat with lists sized for this many faces, trained on an even sample of them."""
         n = len(ids)
         nlist = _nlist_for(n)
         sample = vectors[:: max(1, n // (nlist * _TRAIN_POINTS_PER_LIST))]
-        kmeans = faiss.Kmeans(self.dim, nlist, niter=_KMEANS_ITERATIONS, seed=_SEED, spherical=True)
-        kmeans.train(sample)
-        quantizer = faiss.IndexFlatIP(self.dim)
-        quantizer.add(kmeans.centroids)
+        with _OneThread():
+            kmeans = faiss.Kmeans(self.dim, nlist, niter=_KMEANS_ITERATIONS, seed=_SEED, spherical=True)
+            kmeans.cp.min_points_per_centroid = 1
+            kmeans.train(sample)
+            if nlist <= _FLAT_QUANTIZER_MAX:  # a batch of queries meets the centres in one BLAS product
+                quantizer = faiss.IndexFlatIP(self.dim)
+            else:
+                quantizer = faiss.IndexHNSWFlat(self.dim, _HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+                quantizer.hnsw.efConstruction = 40
+                quantizer.hnsw.efSearch = max(64, 2 * self.nprobe)
+            quantizer.add(kmeans.centroids)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.is_trained = True
         ivf.own_fields = True
         quantizer.this.disown()
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))  # let the old one go first
         ivf.add_with_ids(vectors, ids)
         self._index = ivf
         self._trained_at = n

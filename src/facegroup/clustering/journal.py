@@ -93,29 +93,22 @@ class Journal:
             return []
         rows = st.members(codes)
         cl = st.cluster.data[rows]
-        order = np.argsort(cl, kind="stable")
+        order = np.argsort(cl, kind="stable")  # stable: rows stay in order within a cluster
         rows, cl = rows[order], cl[order]
         starts = np.searchsorted(cl, codes)
         ends = np.searchsorted(cl, codes, side="right")
-        vec = st.smoothed(rows)
         out = []
         for code, lo, hi in zip(codes, starts.tolist(), ends.tolist(), strict=True):
-            members = rows[lo:hi]
-            assert st.sums is not None
-            centre = st.sums.data[code] / max(1, hi - lo)
-            closeness = vec[lo:hi] @ centre
-            score = st.quality.data[members] + closeness  # quality first; closeness breaks near-ties
-            ranked = sorted(
-                range(len(members)),
-                key=lambda i: (-round(float(score[i]), 6), face_key(st.face_ids[members[i]])),
-            )
+            members = rows[lo:hi]  # in row order: oldest first
+            # Cover suggestion: the best-quality face, the oldest among equals (a stable choice).
+            best = members[int(np.argmax(st.quality.data[members]))]
             out.append(
                 ClusterOutcome(
                     cluster_id=st.cluster_ids[code],
                     face_count=int(hi - lo),
                     image_count=int(len(np.unique(st.image.data[members]))),
                     name=st.names[code],
-                    cover_face_id=st.face_ids[members[ranked[0]]],
+                    cover_face_id=st.face_ids[best],
                 )
             )
         return out

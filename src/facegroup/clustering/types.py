@@ -81,7 +81,7 @@ class ClusterOutcome:
     face_count: int
     image_count: int
     name: str | None
-    cover_face_id: FaceId  # suggestion: its best face (quality, then closeness to the cluster's centre)
+    cover_face_id: FaceId  # suggestion: its best-quality face (the oldest among equals)
 
 
 @dataclass(frozen=True)
