@@ -9,7 +9,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from live_facegroup import BACKENDS, unique
+from live_facegroup import BACKENDS, new_postgres_database, unique  # noqa: F401  (fixture)
 from live_indexing import indexing_server
 from people_photos import GROUP, make_photos
 
