@@ -38,14 +38,23 @@ class IndexSummary:
 
 
 def find_photos(folder: Path) -> list[Path]:
-    """The photos under ``folder`` (by suffix, any depth, hidden folders skipped), sorted."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in PHOTO_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        and path.is_file()
-    )
+    """The photos under ``folder`` (by suffix, any depth, through symlinked folders once each, hidden
+    files and folders skipped), sorted."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for directory, subdirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:  # a symlink loop, or a folder reached twice
+            subdirs.clear()
+            continue
+        seen.add(real)
+        subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
+        found += [
+            Path(directory) / name
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in PHOTO_SUFFIXES
+        ]
+    return sorted(path for path in found if path.is_file())
 
 
 def ensure_dataset(client: ImmClient, project: str, dataset: str) -> None:

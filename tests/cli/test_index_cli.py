@@ -122,3 +122,18 @@ def test_the_client_signs_with_the_saved_key_and_reports_imm_errors(server, data
     ):
         wrong.call("ListProjects")
     assert bad.value.code == "SignatureDoesNotMatch"
+
+
+def test_find_photos_follows_symlinked_folders_once_and_skips_hidden_and_other_files(tmp_path):
+    (tmp_path / "a" / ".cache").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    for name in ("a/x.JPG", "a/y.heic", "a/notes.txt", "a/.hidden.jpg", "a/.cache/t.jpg", "outside/z.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "a" / "linked").symlink_to(tmp_path / "outside")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")
+    found = find_photos(tmp_path / "a")
+    assert [path.relative_to(tmp_path / "a").as_posix() for path in found] == [
+        "linked/z.png",
+        "x.JPG",
+        "y.heic",
+    ]
