@@ -61,22 +61,24 @@ def run_facegroup(model_path: Path, n: int, seed: int) -> dict:
     engine = Engine()
     state = engine.new_state("scale")
     batch = faces(first)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     engine.update(state, Change(added=batch))
     out["full_s"] = time.perf_counter() - start
+    out["full_cpu_s"] = time.process_time() - cpu
     out["peak_rss_mb"] = peak_rss_mb()
     del batch
     out["clusters"] = state.n_clusters
     labels = [state.cluster_of(int(r)) for r in first.tolist()]
     s = score(people[first].tolist(), labels)
     out["bcubed_f1"], out["pairwise_f1"] = s.bcubed_f1, s.pairwise_f1
-    adds = []
+    adds, add_cpu = [], []
     for part in np.array_split(held, ADD_ROUNDS):
         change = Change(added=faces(part))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         engine.update(state, change)
         adds.append(time.perf_counter() - start)
-    out["add_s"] = adds
+        add_cpu.append(time.process_time() - cpu)
+    out["add_s"], out["add_cpu_s"] = adds, add_cpu
     start = time.perf_counter()
     blob = state.to_bytes()
     out["save_s"] = time.perf_counter() - start
@@ -94,7 +96,7 @@ def run_baseline(model_path: Path, n: int, seed: int, which: str) -> dict:
     x, people, first, _ = dataset(model_path, n, seed)
     x, people = x[first], people[first]
     out: dict = {"faces": n, "rss_data_mb": peak_rss_mb()}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if which == "dbscan":
         from sklearn.cluster import DBSCAN
 
@@ -104,6 +106,7 @@ def run_baseline(model_path: Path, n: int, seed: int, which: str) -> dict:
 
         labels = hdbscan.HDBSCAN(min_cluster_size=2, core_dist_n_jobs=1).fit_predict(x)
     out["full_s"] = time.perf_counter() - start
+    out["full_cpu_s"] = time.process_time() - cpu
     out["peak_rss_mb"] = peak_rss_mb()
     s = score(people.tolist(), [None if lab < 0 else int(lab) for lab in labels])
     out["bcubed_f1"], out["pairwise_f1"] = s.bcubed_f1, s.pairwise_f1
@@ -170,8 +173,9 @@ def main() -> None:
         prof = distance_profile(xs, ls, np.random.default_rng(1))
         same, diff = (" ".join(f"{v:.3f}" for v in prof[k]) for k in ("same", "different"))
         print(f"  {name:10s} same person: {same}   different people: {diff}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
-        f"\nmachine: {os.cpu_count()} cores; faces are 128-d; adds are {ADD_ROUNDS} x {ADD_BATCH:,} new faces"
+        f"\nmachine: {os.cpu_count()} cores, load average {load}; adds: {ADD_ROUNDS} x {ADD_BATCH:,} new faces"
     )
     for n in args.sizes:
         r = child(
@@ -181,12 +185,14 @@ def main() -> None:
             print(f"facegroup {n:>9,} faces: {r['error']}")
             continue
         adds = ", ".join(f"{t:.2f}" for t in r["add_s"])
+        add_cpu = ", ".join(f"{t:.2f}" for t in r["add_cpu_s"])
         print(
-            f"facegroup {n:>9,} faces: full clustering {r['full_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB "
-            f"(input data alone {r['rss_data_mb']:.0f} MB); add {ADD_BATCH:,}: {adds} s (median "
-            f"{float(np.median(r['add_s'])):.2f}); {r['clusters']:,} clusters, BCubed F1 {r['bcubed_f1']:.3f}, "
-            f"pairwise F1 {r['pairwise_f1']:.3f}; state {r['state_mb']:.0f} MB, save {r['save_s']:.1f} s, "
-            f"load {r['load_s']:.1f} s"
+            f"facegroup {n:>9,} faces: full clustering {r['full_s']:.1f} s wall ({r['full_cpu_s']:.1f} s CPU), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB (input data alone {r['rss_data_mb']:.0f} MB); "
+            f"add {ADD_BATCH:,}: {adds} s wall (median {float(np.median(r['add_s'])):.2f}; CPU {add_cpu}); "
+            f"{r['clusters']:,} clusters, BCubed F1 {r['bcubed_f1']:.3f}, pairwise F1 {r['pairwise_f1']:.3f}; "
+            f"state {r['state_mb']:.0f} MB, save {r['save_s']:.1f} s, load {r['load_s']:.1f} s",
+            flush=True,
         )
     if args.baselines_at:
         n = args.baselines_at
@@ -198,7 +204,8 @@ def main() -> None:
                 print(f"{kind:9s} {n:>9,} faces: {r['error']}")
                 continue
             print(
-                f"{kind:9s} {n:>9,} faces: full clustering {r['full_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"{kind:9s} {n:>9,} faces: full clustering {r['full_s']:.1f} s wall ({r['full_cpu_s']:.1f} s CPU), "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB "
                 f"(input data alone {r['rss_data_mb']:.0f} MB); BCubed F1 {r['bcubed_f1']:.3f}, "
                 f"pairwise F1 {r['pairwise_f1']:.3f}; no incremental add"
             )

@@ -82,3 +82,33 @@ def test_perfect_and_all_alone_clusterings():
 def test_metrics_refuse_mismatched_input():
     with pytest.raises(ValueError, match="faces"):
         score(["a"], [1, 2])
+
+
+def test_joining_an_established_cluster_needs_to_match_its_cohesion():
+    rng = np.random.default_rng(0)
+    centre = np.array([1.0, 0, 0, 0])
+    tight = centre + 0.02 * rng.normal(size=(6, 4))  # a very cohesive cluster
+    tight /= np.linalg.norm(tight, axis=1, keepdims=True)
+    face = np.array([0.97, 0.243, 0, 0])  # about 0.97 similar to it: over the bar, under its cohesion
+    sums = np.stack([tight.sum(axis=0), face / np.linalg.norm(face)])
+    counts, edges = np.array([6, 1]), np.array([[0, 1]])
+    established = np.array([True, False])
+    loose = LinkageConstraints(established=established)
+    strict = LinkageConstraints(established=established, cohesion_margin=0.01)
+    assert average_linkage(sums, counts, edges, 0.95, loose).tolist() == [0, 0]
+    assert average_linkage(sums, counts, edges, 0.95, strict).tolist() == [0, 1]
+    # the same face and faces that are not yet a cluster: no cohesion check
+    assert average_linkage(sums, counts, edges, 0.95, LinkageConstraints(cohesion_margin=0.01)).tolist() == [
+        0,
+        0,
+    ]
+
+
+def test_pair_penalty_holds_back_pairs_more_than_groups():
+    a, b = np.array([1.0, 0.0]), np.array([np.cos(0.25), np.sin(0.25)])  # cosine 0.969
+    one_pair = average_linkage(np.stack([a, b]), np.ones(2), np.array([[0, 1]]), 0.95, pair_penalty=0.02)
+    assert one_pair.tolist() == [0, 1]  # 0.969 - 0.02 < 0.95
+    group = average_linkage(
+        np.stack([10 * a, b]), np.array([10, 1]), np.array([[0, 1]]), 0.95, pair_penalty=0.02
+    )
+    assert group.tolist() == [0, 0]  # 0.969 - 0.002 >= 0.95

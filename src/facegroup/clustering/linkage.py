@@ -6,13 +6,16 @@ of any two groups costs one dot product, however large they are. Only pairs of g
 edge of the nearest-neighbour graph are considered (two groups with no close members have a low average).
 
 Merging follows RAC (reciprocal agglomerative clustering, Dhulipala et al. 2021): in each round every group
-picks its most similar neighbour, and all mutual pairs merge at once. For a reducible linkage such as average
-linkage this gives the same merges as the classic one-at-a-time algorithm, yet each round is a handful of
-vectorised numpy passes over the edges instead of a Python loop over merges.
+picks its most similar neighbour, and all mutual pairs merge at once. For a reducible linkage such as plain
+average linkage this gives the same merges as the classic one-at-a-time algorithm (a test checks it against
+scipy), yet each round is a handful of vectorised numpy passes over the edges instead of a Python loop over
+merges. The refinements below bend reducibility a little; RAC stays well defined and deterministic.
 
-Constraints are applied at every round: pairs of groups that must not meet (faces of one photo, a face the
-user took out of a cluster), groups carrying two different user names, and a higher bar for joining two
-groups that are both already established clusters ("strong evidence").
+Refinements: a size penalty (two single faces need more similarity than a face and a large group, since one
+pair is a noisy witness), and constraints applied at every round: pairs of groups that must not meet (faces
+of one photo, a face the user took out of a cluster), groups carrying two different user names, a higher bar
+for joining two groups that are both established clusters ("strong evidence"), and a cohesion check for
+joining an established cluster.
 """
 
 from __future__ import annotations
@@ -29,9 +32,8 @@ class LinkageConstraints:
     """What may not merge. All arrays are indexed by unit (the input groups)."""
 
     cannot_link: np.ndarray | None = None  # (m, 2) pairs of units that must never share a group
-    established: np.ndarray | None = (
-        None  # bool per unit: already a cluster (merging two needs strong_threshold)
-    )
+    # bool per unit: already a cluster (merging two needs strong_threshold)
+    established: np.ndarray | None = None
     name: np.ndarray | None = None  # int per unit: user-name code, -1 for unnamed; two codes never merge
     strong_threshold: float | None = None  # bar for joining two established groups (>= threshold)
     # A group joins an established cluster only if its average similarity to it is within this margin of
