@@ -181,6 +181,8 @@ def serve(
     try:
         if roots:
             settings = settings.model_copy(update={"allowed_roots": check_roots(list(roots))})
+        if settings.broker_url:  # scale-out: say now, not from the lifespan, what is missing
+            _check_scale_out(settings)
         prepared = prepare_server(settings)
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
@@ -308,6 +310,16 @@ def status(as_json: bool, timeout: float, data_dir: Path | None) -> None:
             click.echo(line)
     if found.broker_error:
         click.get_current_context().exit(1)
+
+
+def _check_scale_out(settings: Settings) -> None:
+    from facegroup.jobs.celery_backend import ScaleOutError, check_broker, check_scale_out
+
+    try:
+        check_scale_out(settings)
+        check_broker(settings)
+    except ScaleOutError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _server_logging(log_format: str, log_level: str) -> dict:

@@ -40,17 +40,37 @@ class ScaleOutError(RuntimeError):
     """The scale-out mode cannot start; the message says why."""
 
 
-def check_scale_out(settings: Settings, db: Database) -> None:
+def check_scale_out(settings: Settings) -> None:
     """The scale-out mode shares one PostgreSQL database between the server and every worker."""
+    from facegroup.store import DatabaseURLError, normalize_url
+
     if not settings.broker_url:
         raise ScaleOutError(
             "the scale-out mode needs a broker: set FACEGROUP_BROKER_URL (redis:// or amqp://)"
         )
-    if db.engine.dialect.name != "postgresql":
+    try:
+        backend = normalize_url(settings.resolved_database_url).get_backend_name()
+    except DatabaseURLError as exc:
+        raise ScaleOutError(str(exc)) from None
+    if backend != "postgresql":
         raise ScaleOutError(
             "the scale-out mode (FACEGROUP_BROKER_URL) needs a PostgreSQL database shared by the server and "
             "every worker: set FACEGROUP_DATABASE_URL=postgresql+psycopg://..."
         )
+
+
+def check_broker(settings: Settings) -> None:
+    """Connect to the broker once, so a wrong URL or a broker that is down is said at start."""
+    app = make_celery(settings)
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
+    except Exception as exc:
+        raise ScaleOutError(
+            f"cannot reach the broker {display_url(settings.broker_url or '')}: {exc}"
+        ) from None
+    finally:
+        app.close()
 
 
 class SentTasks:
@@ -95,17 +115,12 @@ class CeleryBackend:
         self._queues = Queues.of(settings)
 
     def start(self) -> None:
-        check_scale_out(self._settings, self._db)
+        check_scale_out(self._settings)
+        check_broker(self._settings)
         load_jobs()
-        app = make_celery(self._settings)
-        shown = display_url(self._settings.broker_url or "")
-        try:
-            with app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
-        except Exception as exc:
-            raise ScaleOutError(f"cannot reach the broker {shown}: {exc}") from None
-        self._app = app
+        self._app = make_celery(self._settings)
         install_backend(self)
+        shown = display_url(self._settings.broker_url or "")
         log.info("jobs go to Celery workers through %s (%s)", shown, broker_kind(shown))
 
     def stop(self) -> None:

@@ -104,27 +104,25 @@ def _run(settings: Settings, options: WorkerOptions) -> int:
 
 
 def check_database(settings: Settings) -> None:
-    """The shared PostgreSQL database must be reachable and migrated (the server migrates it)."""
+    """The shared PostgreSQL database must be reachable and migrated (the server migrates it), and the
+    broker reachable."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from facegroup.jobs.celery_backend import ScaleOutError, check_scale_out
+    from facegroup.jobs.celery_backend import ScaleOutError, check_broker, check_scale_out
     from facegroup.services.database import Database
-    from facegroup.store import DatabaseURLError, head_revision, normalize_url
+    from facegroup.store import head_revision, normalize_url
     from facegroup.store.migrate import current_revision
 
-    if not settings.broker_url:
-        raise WorkerError("facegroup worker needs a broker: set FACEGROUP_BROKER_URL (redis:// or amqp://)")
     try:
-        shown = normalize_url(settings.resolved_database_url).render_as_string(hide_password=True)
-        db = Database.connect(settings.resolved_database_url)
-    except DatabaseURLError as exc:
-        raise WorkerError(str(exc)) from None
-    try:
-        check_scale_out(settings, db)
-        with db.engine.connect() as connection:
-            revision = current_revision(connection)
+        check_scale_out(settings)
+        check_broker(settings)
     except ScaleOutError as exc:
         raise WorkerError(str(exc)) from None
+    shown = normalize_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    db = Database.connect(settings.resolved_database_url)
+    try:
+        with db.engine.connect() as connection:
+            revision = current_revision(connection)
     except SQLAlchemyError as exc:
         raise WorkerError(f"cannot open the database {shown}: {getattr(exc, 'orig', None) or exc}") from None
     finally:
