@@ -134,14 +134,14 @@ class CeleryBackend:
         keeps it); any other job raises RuntimeError, as when no backend runs."""
         spec = get_job(job_name)
         task_id = payload.get("task_id") if spec is not None and spec.task else None
+        if task_id is not None:  # first, so the sweeper never takes it for one nobody sent
+            self._sent.sent(str(task_id))
         try:
             send(self._app, self._queues, job_name, payload)
         except Exception as exc:
             if task_id is None:
                 raise RuntimeError(f"the broker refused job {job_name}: {exc}") from exc
             log.warning("the broker refused task %s (%s); the sweeper sends it again", task_id, exc)
-        if task_id is not None:
-            self._sent.sent(str(task_id))
 
 
 class TaskSweeper:

@@ -5,7 +5,7 @@ loads the face models once (they serve every photo that process analyses), insta
 the jobs it runs can submit jobs (the next clustering task of a dataset, ...), and starts a lease keeper
 that renews the lease of the task it is running, as the embedded pool's heartbeat does. The main process
 only receives messages and hands them to its processes; it opens no database connection, so nothing
-is shared across ``fork``.
+is shared across ``fork``. Like the server, it migrates the database on start.
 
 One job per process at a time; concurrency defaults to one process per CPU. A warm shutdown (SIGTERM,
 Ctrl-C) lets the running jobs end; a worker that dies leaves its message unacknowledged, and the broker
@@ -104,34 +104,27 @@ def _run(settings: Settings, options: WorkerOptions) -> int:
 
 
 def check_database(settings: Settings) -> None:
-    """The shared PostgreSQL database must be reachable and migrated (the server migrates it), and the
-    broker reachable."""
+    """The broker must be reachable and the shared PostgreSQL database at the newest revision: the worker
+    migrates it as the server does (upgraders take turns on a lock, so starting both at once is fine)."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from facegroup.jobs.celery_backend import ScaleOutError, check_broker, check_scale_out
-    from facegroup.services.database import Database
-    from facegroup.store import head_revision, normalize_url
-    from facegroup.store.migrate import current_revision
+    from facegroup.store import normalize_url, upgrade
 
     try:
         check_scale_out(settings)
         check_broker(settings)
     except ScaleOutError as exc:
         raise WorkerError(str(exc)) from None
-    shown = normalize_url(settings.resolved_database_url).render_as_string(hide_password=True)
-    db = Database.connect(settings.resolved_database_url)
+    url = normalize_url(settings.resolved_database_url)
+    shown = url.render_as_string(hide_password=True)
     try:
-        with db.engine.connect() as connection:
-            revision = current_revision(connection)
+        upgrade(url)
     except SQLAlchemyError as exc:
         raise WorkerError(f"cannot open the database {shown}: {getattr(exc, 'orig', None) or exc}") from None
-    finally:
-        db.close()
-    if revision != head_revision():
-        raise WorkerError(
-            f"the database {shown} is at revision {revision or 'empty'}, not {head_revision()}: "
-            "start the server once (it migrates) or run `facegroup db upgrade`"
-        )
+    except CommandError as exc:  # e.g. at a revision this (older) version does not know
+        raise WorkerError(f"cannot upgrade the database {shown}: {exc}") from None
 
 
 # --- inside each worker process -------------------------------------------------------------------
