@@ -69,9 +69,11 @@ if [ -z "$wheel" ]; then
   "$work/venv/bin/pip" download --quiet --no-deps --no-build-isolation --no-binary dlib \
     "dlib==$DLIB_VERSION" -d "$work" || fallback "could not download the dlib $DLIB_VERSION sources"
   tar -xzf "$work/dlib-$DLIB_VERSION.tar.gz" -C "$work"
-  # dlib's setup.py passes DLIB_* variables to CMake. BLAS/LAPACK and AVX are detected on the host;
-  # -O3 and native tuning keep the HOG detector at least as fast as the prebuilt wheel.
+  # dlib's setup.py passes DLIB_* variables to CMake. BLAS/LAPACK and AVX are detected on the host.
+  # -march=native (the cache is keyed by the CPU's flags): HOG detection about 1.5x and descriptors about
+  # 1.2x faster than the build's default -mavx (measured with bench/dlib_builds.py).
   (cd "$work/dlib-$DLIB_VERSION" && \
+    CFLAGS="-O3 -march=native" CXXFLAGS="-O3 -march=native" \
     DLIB_USE_BLAS=ON DLIB_USE_LAPACK=ON DLIB_USE_CUDA=OFF DLIB_NO_GUI_SUPPORT=ON \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$work/venv/bin/pip" wheel --no-build-isolation --no-deps -w "$work/wheel" . >"$work/build.log" 2>&1) \
