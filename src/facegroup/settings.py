@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     task_max_attempts: int = Field(default=3, ge=1, description="runs of a task cut short before it fails")
     task_poll_seconds: float = Field(default=2.0, gt=0, description="how often the pool looks for work")
 
+    # Bindings (facegroup.bindings): bound folders and buckets are listed again this often (and folders
+    # are watched with watchdog where the platform allows, so changes there are seen at once).
+    binding_scan_seconds: float = Field(default=60.0, gt=0, description="a binding's location is re-listed")
+    binding_watch: bool = Field(default=True, description="watch bound folders for changes (watchdog)")
+
     # Scale-out (facegroup.jobs.celery_*): a broker URL makes Celery workers run the jobs instead of the
     # in-process pool; the database must then be PostgreSQL, shared by the server and every worker.
     broker_url: str | None = Field(

@@ -37,7 +37,7 @@ def create(facegroup: LiveFacegroup, project: str, name: str, **fields) -> model
 
 
 def params(dataset: models.Dataset) -> dict[str, str]:
-    return {p.name: p.value for p in dataset.workflow_parameters}
+    return {p.name: p.value for p in dataset.workflow_parameters if p.name == MIN_FACES}
 
 
 def test_dataset_life_cycle(facegroup: LiveFacegroup, project: str):
@@ -218,7 +218,9 @@ def test_list_pages_with_prefix(facegroup: LiveFacegroup, project: str):
     assert pages == [["a1", "a10"], ["a2", "a_x"]]  # case-sensitive prefix, code-point order
     everything = client.list_datasets(models.ListDatasetsRequest(project_name=project)).body
     assert [d.dataset_name for d in everything.datasets] == names and not everything.next_token
-    assert {p.value for d in everything.datasets for p in d.workflow_parameters} == {"3"}
+    assert {p.value for d in everything.datasets for p in d.workflow_parameters if p.name == MIN_FACES} == {
+        "3"
+    }
     error = sdk_error(
         lambda: client.list_datasets(models.ListDatasetsRequest(project_name=project, max_results=-1))
     )

@@ -15,9 +15,14 @@ def test_validated_pairs_are_sorted_strings():
 
 
 def test_values_in_force_fill_in_defaults_and_drop_retired_names():
-    assert wp.in_force(None) == [{"Name": "FigureClusterMinFaces", "Value": "3"}]
+    defaults = [{"Name": name, "Value": spec.default} for name, spec in wp.known().items()]
+    assert wp.in_force(None) == defaults
+    assert {"Name": "FigureClusterMinFaces", "Value": "3"} in defaults
     stored = [{"Name": "FigureClusterMinFaces", "Value": "9"}, {"Name": "RetiredKnob", "Value": "x"}]
-    assert wp.in_force(stored) == [{"Name": "FigureClusterMinFaces", "Value": "9"}]
+    expected = [
+        {**item, "Value": "9"} if item["Name"] == "FigureClusterMinFaces" else item for item in defaults
+    ]
+    assert wp.in_force(stored) == expected
 
 
 def test_typed_reads():
@@ -39,16 +44,11 @@ def test_shapes_that_are_not_name_value_pairs(raw):
 def test_a_later_feature_registers_its_knob(monkeypatch):
     monkeypatch.setattr(wp, "_REGISTRY", dict(wp._REGISTRY))
     wp.register(wp.WorkflowParameter("FaceDetector", "hog", wp.choice("hog", "cnn"), "detector"))
-    wp.register(wp.WorkflowParameter("AutoClustering", "false", wp.boolean, "cluster after indexing"))
-    assert [p["Name"] for p in wp.in_force(None)] == [
-        "AutoClustering",
-        "FaceDetector",
-        "FigureClusterMinFaces",
-    ]
-    assert wp.validate(
-        [{"Name": "AutoClustering", "Value": "True"}, {"Name": "FaceDetector", "Value": "cnn"}]
-    )
-    assert wp.setting([{"Name": "AutoClustering", "Value": "TRUE"}], "AutoClustering") is True
+    wp.register(wp.WorkflowParameter("AutoTagging", "false", wp.boolean, "tag after indexing"))
+    names = [p["Name"] for p in wp.in_force(None)]
+    assert names == sorted(names) and {"AutoTagging", "FaceDetector", "FigureClusterMinFaces"} <= set(names)
+    assert wp.validate([{"Name": "AutoTagging", "Value": "True"}, {"Name": "FaceDetector", "Value": "cnn"}])
+    assert wp.setting([{"Name": "AutoTagging", "Value": "TRUE"}], "AutoTagging") is True
     with pytest.raises(ImmError, match="must be one of hog, cnn"):
         wp.validate([{"Name": "FaceDetector", "Value": "mtcnn"}])
     with pytest.raises(ValueError, match="registered twice"):

@@ -22,6 +22,7 @@ from facegroup.api.access import AccessControl
 from facegroup.api.app import create_app
 from facegroup.api.context import ApiContext
 from facegroup.api.handlers import LISTING_ACTIONS, all_actions
+from facegroup.bindings.runner import BindingRunner
 from facegroup.jobs.indexing import PendingFilesRecovery
 from facegroup.jobs.local import LocalWorkerPool
 from facegroup.notify.dispatcher import OutboxDispatcher
@@ -64,6 +65,7 @@ def background_services(context: ApiContext) -> list[BackgroundService]:
         dispatcher,
         *runners,
         PendingFilesRecovery(context.db),  # files whose analysis died with an earlier process
+        BindingRunner(context.db, context.settings),  # bound folders/buckets kept in sync (leases)
     ]
 
 

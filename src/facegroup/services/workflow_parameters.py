@@ -83,6 +83,39 @@ FIGURE_CLUSTER_MIN_FACES = register(
     )
 )
 
+AUTO_CLUSTERING = register(
+    WorkflowParameter(
+        "AutoClustering",
+        default="false",
+        parse=boolean,
+        description="start a FaceClustering task by itself once indexing has settled (facegroup.bindings)",
+    )
+)
+AUTO_CLUSTERING_QUIET_SECONDS = register(
+    WorkflowParameter(
+        "AutoClusteringQuietSeconds",
+        default="30",
+        parse=integer(0, 86_400),
+        description="AutoClustering waits until no file changed for this many seconds",
+    )
+)
+
+
+def _topic_name(text: str) -> str:
+    if len(text) > 256 or not text.isprintable():
+        raise ValueError("must be a topic name of at most 256 printable characters")
+    return text
+
+
+AUTO_CLUSTERING_TOPIC = register(
+    WorkflowParameter(
+        "AutoClusteringTopic",
+        default="",
+        parse=_topic_name,
+        description="MNS topic (one of the server's notify topics) told when an automatic task ends",
+    )
+)
+
 
 def validate(raw: Any, *, parameter: str = "WorkflowParameters") -> list[dict[str, str]]:
     """The pairs a client sent, checked: ``[{"Name": ..., "Value": ...}]``, known names, good values.

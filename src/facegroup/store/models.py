@@ -398,6 +398,9 @@ class Binding(Timestamped, Base):
     reason: Mapped[str | None] = mapped_column(Text)
     # Where the scanner stands (last key, last scan time, ...), its own business.
     cursor: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The runner scanning it and until when (migration 0003); an expired lease is taken over.
+    lease_owner: Mapped[str | None] = mapped_column(String(256))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AccessKey(Base):

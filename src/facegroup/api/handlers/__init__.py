@@ -11,7 +11,7 @@ from types import ModuleType
 
 from facegroup.api.actions import ActionRegistry
 from facegroup.api.context import ApiContext
-from facegroup.api.handlers import clusters, datasets, faces, files, projects, queries, tasks
+from facegroup.api.handlers import bindings, clusters, datasets, faces, files, projects, queries, tasks
 
 HANDLER_MODULES: tuple[ModuleType, ...] = (
     projects,
@@ -21,6 +21,7 @@ HANDLER_MODULES: tuple[ModuleType, ...] = (
     files,
     faces,
     queries,
+    bindings,
 )
 
 LISTING_ACTIONS: frozenset[str] = frozenset().union(
