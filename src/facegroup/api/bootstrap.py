@@ -30,6 +30,7 @@ from facegroup.observability.metrics import instrument
 from facegroup.services.database import Database
 from facegroup.settings import Settings
 from facegroup.store import DatabaseNonceStore
+from facegroup.web import mount_web
 
 log = logging.getLogger("facegroup.server")
 
@@ -94,6 +95,7 @@ def build_app(
         lifespan=_lifespan(running, database if owned else None),
     )
     instrument(app, [action.name for action in app.state.actions])  # GET /metrics; requests by action
+    mount_web(app, context)  # the web page under /ui, calling the same actions as the key signed in
     app.state.context = context
     app.state.services = running
     return app
