@@ -176,6 +176,7 @@ def serve(
     from facegroup.api.bootstrap import build_app
     from facegroup.api.server import run_server
     from facegroup.api.startup import StartupError, check_roots, prepare_server
+    from facegroup.web import web_sign_in_link
 
     settings = _settings(data_dir, host=host, port=port)
     try:
@@ -203,9 +204,13 @@ def serve(
         )
         click.echo(f"Database: {prepared.database}. Allowed roots: {roots_shown}.")
         click.echo(f"IMM API on http://{settings.host}:{settings.port}/ (API version 2020-09-30)", nl=True)
+        app = build_app(settings, db=prepared.db)
+        link = web_sign_in_link(app, settings, prepared.admin_key)
+        if link:
+            click.echo(f"Web page: {link} (signs you in once; or sign in at /ui with an access key)")
         sys.stdout.flush()
         run_server(
-            build_app(settings, db=prepared.db),
+            app,
             settings.host,
             settings.port,
             log_level=log_level,

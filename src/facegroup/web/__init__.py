@@ -13,6 +13,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from facegroup.api.context import ApiContext
+from facegroup.api.startup import client_endpoint
+from facegroup.credentials import CredentialsError, load_credentials
+from facegroup.services.access_keys import NewKey
+from facegroup.settings import Settings
 from facegroup.web.invoke import Invoker
 from facegroup.web.routes import WebApp, build_router
 
@@ -31,3 +35,18 @@ def sign_in_link(app: FastAPI, base_url: str, access_key_id: str) -> str:
     """A link that signs ``access_key_id`` in to the web page once (valid for a day)."""
     token = app.state.web.sessions.new_link_token(access_key_id)
     return f"{base_url.rstrip('/')}/ui/signin/{token}"
+
+
+def web_sign_in_link(app: FastAPI, settings: Settings, new_admin: NewKey | None) -> str | None:
+    """What ``facegroup serve`` prints: a one-time link signing in the admin key it created on this start,
+    or else the key saved in the data directory; None when it knows no key."""
+    key_id = new_admin.info.access_key_id if new_admin is not None else None
+    if key_id is None:
+        try:
+            saved = load_credentials(settings.credentials_path)
+        except CredentialsError:
+            saved = None
+        key_id = saved.access_key_id if saved is not None else None
+    if key_id is None:
+        return None
+    return sign_in_link(app, f"http://{client_endpoint(settings.host, settings.port)}", key_id)
