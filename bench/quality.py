@@ -1,10 +1,12 @@
 """How well facegroup groups real faces, beside the usual open-source baselines. Prints figures only.
 
-    .venv/bin/python bench/quality.py ../shared/eval/dev [--embeddings FILE] [--increments 10] [--seed 0]
+    .venv/bin/python bench/quality.py ../shared/eval/dev [--embeddings FILE] [--increments 10] [--orders 3]
 
 Embeddings come from ``facegroup.faces`` (cached in bench/.cache/); ``--embeddings`` takes a precomputed npz
 instead. For MinFaces 2 and 3 it prints facegroup clustering everything in one update ("batch") and the same
-faces fed in random increments, with the stability of cluster ids across increments; then the baselines on
+faces fed in 10 random increments, for a few random orders (seeds 0, 1, ...), with the gap to batch and the
+stability of cluster ids: at each increment, every face clustered before it is checked, and a check fails
+if its cluster id changed other than by a merge (following merge survivors). Then the baselines on
 the same embeddings: dlib's Chinese whispers (0.5), DBSCAN (eps 0.5, min_samples 3), HDBSCAN
 (min_cluster_size 2) and average linkage cut at 0.55, all on the raw embeddings as those tools use them.
 Faces left independent (or labelled noise) count as clusters of their own.
@@ -113,7 +115,10 @@ def main() -> None:
     ap.add_argument("folder", type=Path, nargs="?", help="evaluation folder with manifest.csv")
     ap.add_argument("--embeddings", type=Path, help="precomputed npz instead of facegroup.faces")
     ap.add_argument("--increments", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="order of the first incremental run")
+    ap.add_argument(
+        "--orders", type=int, default=3, help="random orders to average the incremental runs over"
+    )
     ap.add_argument("--min-faces", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
@@ -131,11 +136,27 @@ def main() -> None:
     for m in args.min_faces:
         labels, secs = batch(faces, m, config)
         print(row(f"facegroup MinFaces={m} batch", score(truth, labels), secs))
-        labels, secs, stab = incremental(faces, m, config, args.increments, args.seed)
-        print(row(f"facegroup MinFaces={m} {args.increments} increments", score(truth, labels), secs))
+        batch_scores = score(truth, labels)
+        runs = []
+        for k in range(args.orders):
+            labels, secs, stab = incremental(faces, m, config, args.increments, args.seed + k)
+            s = score(truth, labels)
+            runs.append((s, stab))
+            print(row(f"facegroup MinFaces={m} {args.increments} increments #{k + 1}", s, secs))
+        bc = np.array([s.bcubed_f1 for s, _ in runs])
+        pw = np.array([s.pairwise_f1 for s, _ in runs])
         print(
-            f"{'':4s}stability over the increments: {stab['changed']} of {stab['checked']} already-clustered "
-            f"face-checks changed id other than by a merge (share {stab['share']:.4f}); merges: {stab['merges']}"
+            f"{'':4s}increments vs batch over {args.orders} orders: BCubed F1 mean {bc.mean():.4f} "
+            f"(gap {batch_scores.bcubed_f1 - bc.mean():+.4f}, worst {batch_scores.bcubed_f1 - bc.min():+.4f}); "
+            f"pairwise F1 mean {pw.mean():.4f} (gap {batch_scores.pairwise_f1 - pw.mean():+.4f}, "
+            f"worst {batch_scores.pairwise_f1 - pw.min():+.4f})"
+        )
+        changed = sum(st["changed"] for _, st in runs)
+        checked = sum(st["checked"] for _, st in runs)
+        merges = [st["merges"] for _, st in runs]
+        print(
+            f"{'':4s}stability: {changed} of {checked} already-clustered face-checks changed id other than by a "
+            f"merge (share {changed / max(1, checked):.4f}); automatic merges per run: {merges}"
         )
     if not args.no_baselines:
         for name, (labels, secs) in baselines(faces.embeddings).items():

@@ -140,6 +140,7 @@ def test_updates_never_lose_faces_or_break_constraints(ops, min_faces, seed):
         for f in change.removed:
             model.faces.pop(f, None)
             model.placed.pop(f, None)
+            model.apart = {(g, c) for g, c in model.apart if g != f}
         for m in change.merged:
             model.exempt.update(members_before[m.target])
             model.exempt.update(f for s in m.sources for f in members_before[s])

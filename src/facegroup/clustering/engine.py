@@ -58,6 +58,7 @@ class Engine:
         if faces:
             images = [state.intern_image(f.image_id) for f in faces]
             rows = state.add_faces([f.face_id for f in faces], vectors, quality, images)
+            del vectors  # the index holds them now
             journal.note_new(rows)
             hits = index_new_faces(state, rows, cfg.neighbours, cfg.candidate_floor)
             cluster_active_faces(state, rows, cfg, journal, self.new_id, first_hits=hits)

@@ -151,7 +151,9 @@ def cluster_active_faces(
             cohesion_margin=cfg.cohesion_margin,
         ),
         pair_penalty=cfg.pair_penalty,
+        overwrite_sums=True,
     )
+    del sums
     _apply_groups(state, active, codes, roots, cfg, journal, new_id, adopt)
 
 

@@ -68,7 +68,9 @@ class FaceIndex:
         n = self.ntotal + len(ids)
         if (not self.is_ivf and n >= self.ivf_min_faces) or (self.is_ivf and n >= 4 * self._trained_at):
             old = self.all_ids()
-            self._build_ivf(np.concatenate([old, ids]), np.concatenate([self.vectors(old), vectors]))
+            if len(old):
+                ids, vectors = np.concatenate([old, ids]), np.concatenate([self.vectors(old), vectors])
+            self._build_ivf(ids, vectors)
         else:
             self._index.add_with_ids(vectors, ids)
 

@@ -94,6 +94,7 @@ def average_linkage(
     threshold: float,
     constraints: LinkageConstraints | None = None,
     pair_penalty: float = 0.0,
+    overwrite_sums: bool = False,
 ) -> np.ndarray:
     """Group units whose average cosine similarity stays at or above ``threshold``.
 
@@ -101,13 +102,15 @@ def average_linkage(
     face is a unit with its embedding as sum and count 1. ``edges`` (e, 2) lists candidate pairs (the kNN
     graph). ``pair_penalty / (|A| |B|)`` is taken off the similarity of groups A and B, so that joining on
     few pairs needs more similarity than joining on many. Returns, for each unit, the index of the unit its group is named after (the smallest member of the
-    group). Deterministic: ties are broken by unit index.
+    group). Deterministic: ties are broken by unit index. With ``overwrite_sums`` a float32 ``sums`` is used as
+    scratch space instead of being copied.
     """
     c = constraints or LinkageConstraints()
     n = len(counts)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    sums = np.array(sums, dtype=np.float32, copy=True)
+    # Group sums are accumulated in place: in the caller's float32 array if it may be overwritten.
+    sums = np.asarray(sums, dtype=np.float32) if overwrite_sums else np.array(sums, dtype=np.float32)
     size = np.asarray(counts, dtype=np.float64).copy()
     root = np.arange(n, dtype=np.int64)
     established = np.zeros(n, bool) if c.established is None else np.asarray(c.established, bool).copy()

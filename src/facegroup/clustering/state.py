@@ -25,6 +25,7 @@ from facegroup.clustering.types import FaceId, ImageId
 _FORMAT = "facegroup-clustering-state"
 _VERSION = 1
 INDEPENDENT = -1
+_ROWS_PER_BLOCK = 32_768  # faces per block in bulk vector work (~50 MB of float32 at a time)
 
 
 class _Column:
@@ -173,6 +174,13 @@ class ClusterState:
     def smoothed(self, rows: np.ndarray) -> np.ndarray:
         """The smoothed vectors of ``rows``: what clusters are made of (see smoothing.py)."""
         rows = np.asarray(rows, np.int64)
+        if self.smooth_k == 0 or len(rows) <= _ROWS_PER_BLOCK:
+            return self._smoothed(rows)
+        return np.concatenate(
+            [self._smoothed(rows[lo : lo + _ROWS_PER_BLOCK]) for lo in range(0, len(rows), _ROWS_PER_BLOCK)]
+        )
+
+    def _smoothed(self, rows: np.ndarray) -> np.ndarray:
         base = self.embeddings(rows)
         if self.smooth_k == 0 or not len(rows):
             return base
@@ -234,12 +242,14 @@ class ClusterState:
             return
         assert self.sums is not None
         codes = np.broadcast_to(np.asarray(codes, np.int64), rows.shape)
-        old = self.cluster.data[rows]
-        vectors = self.smoothed(rows).astype(np.float64)
-        leaving = old >= 0
-        scatter_add(self.sums.data, self.counts.data, old[leaving], -vectors[leaving], -1)
-        joining = codes >= 0
-        scatter_add(self.sums.data, self.counts.data, codes[joining], vectors[joining], 1)
+        for lo in range(0, len(rows), _ROWS_PER_BLOCK):  # in blocks, to bound memory at a million faces
+            part, to = rows[lo : lo + _ROWS_PER_BLOCK], codes[lo : lo + _ROWS_PER_BLOCK]
+            old = self.cluster.data[part]
+            vectors = self.smoothed(part).astype(np.float64)
+            leaving = old >= 0
+            scatter_add(self.sums.data, self.counts.data, old[leaving], -vectors[leaving], -1)
+            joining = to >= 0
+            scatter_add(self.sums.data, self.counts.data, to[joining], vectors[joining], 1)
         self.cluster.data[rows] = codes
 
     def drop_cluster(self, code: int) -> None:
