@@ -208,3 +208,22 @@ def test_automatic_clustering_runs_once_after_a_burst(server):
     assert {wait_task(client, project, task.task_id).status for task in tasks} == {"Succeeded"}
     assert [p.face_count for p in all_people(client, project, dataset)] == [5]
     assert len(clustering_tasks(client, project)) == 2
+
+
+def test_a_folder_that_goes_away_is_retried(server):
+    live, root = server
+    client = live.client()
+    folder = root / "removable"
+    folder.mkdir()
+    project, dataset = new_dataset(client)
+    uri = bind(client, project, dataset, folder.as_uri()).uri
+
+    def state(expected: str):
+        return lambda: (b := get_binding(client, project, dataset, uri)).state == expected and b
+
+    wait_for("the first pass", state("Running"))
+    folder.rmdir()
+    retrying = wait_for("the binding to retry", state("Retrying"))
+    assert "does not exist" in retrying.reason
+    folder.mkdir()
+    assert wait_for("the binding to run again", state("Running")).reason is None

@@ -48,8 +48,9 @@ def is_image(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in PHOTO_SUFFIXES
 
 
-def bind_location(sources: Sources, uri: str) -> BoundLocation:
-    """The location ``uri`` names, normalised; SourceRefused (the caller makes it InvalidArgument)."""
+def bind_location(sources: Sources, uri: str, *, must_exist: bool = True) -> BoundLocation:
+    """The location ``uri`` names, normalised; SourceRefused (the caller makes it InvalidArgument).
+    ``must_exist``: a folder must be there (when binding; a runner finds out by listing)."""
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme in OBJECT_SCHEMES:
         rest = uri[len(scheme) + 3 :] if uri[len(scheme) :].startswith("://") else None
@@ -68,7 +69,7 @@ def bind_location(sources: Sources, uri: str) -> BoundLocation:
         raise SourceRefused(uri, "bind a folder (file:///dir/) or a bucket prefix (s3://, oss://)")
     sources.check(uri)  # under an allowed root, as written and resolved
     path = os.path.normpath(location.path)
-    if not os.path.isdir(path):
+    if must_exist and not os.path.isdir(path):
         raise SourceRefused(uri, "the path is not a folder on the server")
     base = Path(path).as_uri()
     return BoundFolder(base if base.endswith("/") else base + "/", path)

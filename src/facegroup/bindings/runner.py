@@ -166,7 +166,7 @@ class BindingRunner:
         if self._observer is None:
             return
         try:
-            location = bind_location(self._sources, held.uri)
+            location = bind_location(self._sources, held.uri, must_exist=False)
         except SourceRefused:
             return  # the scan reports it (Retrying, with the Reason)
         if isinstance(location, BoundFolder):

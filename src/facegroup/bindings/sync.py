@@ -1,6 +1,6 @@
 """One pass over a binding: list its location, compare with what the last pass saw, act on the difference.
 
-The binding's ``cursor["seen"]`` maps each image URI to the signature it had when it was last submitted
+The binding's ``cursor["seen"]`` (``cursor["scanned_at"]``: when the last pass ended) maps each image URI to the signature it had when it was last submitted
 (size + mtime + inode, or ETag + size). A pass indexes the images that are new or whose signature changed
 (``services.indexing.accept``: the same Pending rows and index-file jobs as BatchIndexFileMeta) and
 deletes the metadata of those that vanished (``services.files.delete_files``: faces become tombstones).
@@ -110,9 +110,12 @@ def scan(
     if bound is None:
         return None
     try:
-        listing = list_images(bind_location(sources, bound.uri), sources, settings)
+        listing = list_images(bind_location(sources, bound.uri, must_exist=False), sources, settings)
     except (SourceRefused, ListingFailed) as exc:
-        reason = exc.message if isinstance(exc, SourceRefused) else str(exc)
+        if isinstance(exc, SourceRefused):  # the roots or buckets of the server changed since
+            reason = f"[InvalidArgument] {exc.message}"
+        else:
+            reason = f"[SourceUnavailable] {exc}"
         log.warning("binding %s: %s", bound.uri, reason)
         _set_state(db, binding_id, owner, State.RETRYING, reason)
         return None
@@ -146,6 +149,7 @@ def scan(
     if changed or removed:
         log.info("binding %s: %d image(s) submitted, %d deleted", bound.uri, len(changed), len(removed))
     _set_state(db, binding_id, owner, State.RUNNING, None)
+    _write(db, binding_id, owner, cursor={"seen": seen, "scanned_at": utcnow().isoformat()})
     return PassResult(len(listing), len(changed), len(removed))
 
 
