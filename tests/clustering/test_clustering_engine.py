@@ -151,3 +151,16 @@ def test_an_empty_change_does_nothing(engine: Engine):
     state = engine.new_state("ds")
     result = engine.update(state, Change())
     assert result.faces == () and result.created == () and state.n_faces == 0
+
+
+def test_damaged_state_bytes_are_refused_clearly(engine: Engine):
+    state = engine.new_state("ds")
+    add(engine, state, People().faces("ann", 4))
+    blob = bytearray(state.to_bytes())
+    for cut in (len(blob) // 3, len(blob) - 40):
+        with pytest.raises(ValueError):
+            ClusterState.from_bytes(bytes(blob[:cut]))
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2 : len(blob) // 2 + 64] = b"\x00" * 64
+    with pytest.raises(ValueError):
+        ClusterState.from_bytes(bytes(flipped))

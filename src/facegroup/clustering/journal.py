@@ -19,7 +19,7 @@ class Journal:
         self.state = state
         self.before: dict[int, int | None] = {}  # row -> cluster code before the update (None: new face)
         self.always_report: set[int] = set()  # new faces and faces the user moved
-        self.live_before = set(state.code_of.values())
+        self.may_vanish: set[int] = set()  # besides shrunk clusters, clusters that may end up empty
         self.created: list[int] = []
         self.grown: set[int] = set()
         self.shrunk: set[int] = set()
@@ -60,10 +60,14 @@ class Journal:
         st.apart = {(r, c) for r, c in st.apart if r not in dead}
         self.removed += len(rows)
 
+    def _live(self, code: int) -> bool:
+        return self.state.code_of.get(self.state.cluster_ids[code]) == code
+
     def drop_empty_clusters(self) -> None:
+        """Delete the clusters this update emptied (only those that lost faces are looked at)."""
         st = self.state
-        for code in sorted(st.code_of.values()):
-            if st.counts.data[code] == 0:
+        for code in sorted(self.shrunk | self.may_vanish):
+            if self._live(code) and st.counts.data[code] == 0:
                 st.drop_cluster(code)
 
     # --- the result --------------------------------------------------------------------------------------
@@ -115,15 +119,13 @@ class Journal:
 
     def result(self, cfg: ClusteringConfig, *, report_all: bool = False) -> Result:
         st = self.state
-        live = set(st.code_of.values())
         rows = [
             r
             for r, prev in self.before.items()
             if st.alive.data[r] and (report_all or r in self.always_report or prev != st.cluster.data[r])
         ]
         rows.sort(key=lambda r: face_key(st.face_ids[r]))
-        rows_arr = np.array(rows, np.int64)
-        conf = self.confidence(rows_arr, cfg)
+        conf = self.confidence(np.array(rows, np.int64), cfg)
         faces = []
         for row, c in zip(rows, conf.tolist(), strict=True):
             code, prev = int(st.cluster.data[row]), self.before[row]
@@ -135,13 +137,15 @@ class Journal:
                     previous_cluster_id=None if prev is None or prev == INDEPENDENT else st.cluster_ids[prev],
                 )
             )
-        created = [c for c in self.created if c in live]
+        live = self._live
+        created = [c for c in self.created if live(c)]
         absorbed = {a for _, group, _ in self.merges for a in group}
-        fresh = set(created)
-        grown = sorted(c for c in self.grown if c in live and c not in fresh)
-        shrunk = sorted(c for c in self.shrunk if c in live and c not in fresh)
-        deleted = sorted(c for c in self.live_before - live if c not in absorbed)
-        survivors = {s for s, _, _ in self.merges if s in live}
+        fresh = set(self.created)
+        grown = sorted(c for c in self.grown if live(c) and c not in fresh)
+        shrunk = sorted(c for c in self.shrunk if live(c) and c not in fresh)
+        gone = self.shrunk | self.may_vanish
+        deleted = sorted(c for c in gone if not live(c) and c not in absorbed and c not in fresh)
+        survivors = {s for s, _, _ in self.merges if live(s)}
         described = sorted(set(created) | set(grown) | set(shrunk) | survivors)
         ids = st.cluster_ids
         return Result(

@@ -80,7 +80,7 @@ def recluster(
     ]
 
     journal = Journal(new)
-    journal.live_before = set(new.code_of.values())
+    journal.may_vanish = set(new.code_of.values())  # old clusters no new one takes over are deleted
     for i, is_known in enumerate(known):
         journal.before[i] = int(before[i]) if is_known else None
         if not is_known:

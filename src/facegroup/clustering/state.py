@@ -305,11 +305,23 @@ class ClusterState:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClusterState:
+        """Load a state saved by ``to_bytes``; ValueError (never a crash) for anything else."""
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             header = json.loads(zf.read("header.json"))
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
             raise ValueError("not a facegroup clustering state") from exc
+        if not isinstance(header, dict):
+            raise ValueError("not a facegroup clustering state")
+        try:
+            return cls._parse(zf, header)
+        except ValueError:
+            raise
+        except (KeyError, TypeError, IndexError, EOFError, OSError, RuntimeError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"clustering state is corrupt: {exc!r}") from exc
+
+    @classmethod
+    def _parse(cls, zf: zipfile.ZipFile, header: dict) -> ClusterState:
         if header.get("format") != _FORMAT or header.get("version") != _VERSION:
             raise ValueError(
                 f"unsupported clustering state format: {header.get('format')} v{header.get('version')}"
