@@ -144,6 +144,10 @@ def test_the_link_signs_in_once_and_the_people_page_shows_everyone_with_covers(b
     assert "max-age" in first.headers["cache-control"]
     second = page.request.get(site.base + cover, headers={"If-None-Match": first.headers["etag"]})
     assert second.status == 304
+    page.locator(".person").first.click()
+    photo = page.locator(".face a").first.get_attribute("href")  # the photo behind a face
+    answer = page.request.get(site.base + photo)
+    assert answer.status == 200 and answer.headers["content-type"] == "image/jpeg"
     context.close()
 
 
@@ -215,7 +219,13 @@ def test_a_face_taken_out_stays_out_after_the_next_clustering_task(page, site):
 
     page.goto(f"{site.base}/ui/p/{site.project}/d/{site.dataset}/activity")
     assert "Indexed 5" in page.inner_text("#statuses")
-    assert page.locator("#tasks tbody tr[data-status=Succeeded]").count() >= 2
+    assert page.locator("#files tbody tr").count() == 5
+    done = page.locator("#tasks tbody tr[data-status=Succeeded]").count()
+    assert done >= 2
+    # a task started elsewhere shows up and ends on the open page, without a reload
+    task_id = cluster(client, site.project, site.dataset).task_id
+    page.wait_for_selector(f"#tasks tbody tr[data-status=Succeeded]:has-text('{task_id}')")
+    assert page.locator("#tasks tbody tr[data-status=Succeeded]").count() == done + 1
 
 
 def test_the_explorer_runs_an_action_and_shows_its_response_and_snippet(page, site):
