@@ -571,6 +571,12 @@ _ENDPOINT = click.option(
 )
 @click.option("--no-wait", is_flag=True, help="Return once the files are submitted.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Bind FOLDER to the dataset: the server keeps it in sync (new, changed, deleted photos) and, "
+    "with AutoClustering, clustered. Shows the sync until Ctrl-C (or --timeout); the binding stays.",
+)
 @_ENDPOINT
 @_DATA_DIR
 def index(
@@ -580,6 +586,7 @@ def index(
     batch_size: int,
     no_wait: bool,
     timeout: float | None,
+    watch: bool,
     endpoint: str | None,
     data_dir: Path | None,
 ) -> None:
@@ -588,6 +595,9 @@ def index(
     The server reads the files itself: FOLDER must be under one of its roots (`facegroup serve --root`).
     Exits non-zero when a photo failed (each is listed with its reason) or is still pending.
     """
+    if watch:
+        _watch_folder(folder, project, dataset, timeout, endpoint, data_dir)
+        return
     from tqdm import tqdm
 
     from facegroup.client import ClientError, connect
@@ -635,6 +645,63 @@ def index(
         click.echo(f"  failed: {uri}: {reason}")
     if (summary.failed or summary.pending) and not no_wait:
         click.get_current_context().exit(1)
+
+
+def _watch_folder(
+    folder: Path,
+    project: str,
+    dataset: str,
+    timeout: float | None,
+    endpoint: str | None,
+    data_dir: Path | None,
+) -> None:
+    """`index --watch`: a progress bar over the folder's photos while the server syncs them."""
+    from tqdm import tqdm
+
+    from facegroup.client import ClientError, connect
+    from facegroup.folder_watch import follow
+
+    bar = tqdm(total=0, desc="FullScanning", unit="photo", file=sys.stderr)
+    synced = [False]
+
+    def on_status(status) -> None:
+        bar.total = status.photos
+        bar.n = status.photos - status.pending
+        bar.set_description(status.phase or status.state)
+        bar.set_postfix_str(f"{status.state}{': ' + status.reason if status.reason else ''}", refresh=False)
+        bar.refresh()
+        if status.synced and not synced[0]:
+            bar.write(
+                f"in sync: {status.photos} photo(s), {status.indexed} indexed, {len(status.failed)} failed; "
+                f"{status.faces} face(s)",
+                file=sys.stderr,
+            )
+        synced[0] = status.synced
+
+    click.echo(f"watching {folder} -> {project}/{dataset} (Ctrl-C stops watching; the server keeps syncing)")
+    last, deleted = None, False
+    try:
+        with connect(_settings(data_dir), endpoint=endpoint) as client:
+            last, deleted = follow(client, folder, project, dataset, on_status=on_status, timeout=timeout)
+    except ClientError as exc:
+        hint = ""
+        if "allowed root" in str(exc):
+            hint = f" (the server reads the folder itself: start it with --root {folder.absolute()} or above)"
+        raise click.ClickException(f"{exc}{hint}") from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bar.close()
+    if deleted:
+        click.echo("the binding was deleted: the folder is no longer synced")
+    if last is None:
+        return
+    click.echo(
+        f"{project}/{dataset} <- {last.uri}: {last.state}, {last.phase}; {last.photos} photo(s), "
+        f"{last.indexed} indexed, {len(last.failed)} failed, {last.pending} pending; {last.faces} face(s)"
+    )
+    for uri, reason in sorted(last.failed.items()):
+        click.echo(f"  failed: {uri}: {reason}")
 
 
 # --- people: clustering and what it found (clients of a running server, signed with the saved key) ---
@@ -762,7 +829,11 @@ def export(
     ):
         found = _api_call(
             lambda: people_client.people_with_photos(
-                client, project, dataset, on_person=lambda: bar.update(1)
+                client,
+                project,
+                dataset,
+                on_count=lambda count: setattr(bar, "total", count),
+                on_person=lambda: bar.update(1),
             )
         )
     text = people_client.to_json(project, dataset, found) if fmt == "json" else people_client.to_csv(found)
