@@ -48,13 +48,14 @@ def _central_face(faces, width: int, height: int):
     return min(faces, key=off_centre)
 
 
-def embed_folder(folder: Path, *, refresh: bool = False) -> LabeledFaces:
-    """Embed every photo of the manifest with ``facegroup.faces`` (cached)."""
+def embed_folder(folder: Path, *, detector: str | None = None, refresh: bool = False) -> LabeledFaces:
+    """Embed every photo of the manifest with ``facegroup.faces`` (cached); ``detector`` overrides the
+    analyzer's default detector."""
     from tqdm import tqdm
 
     from facegroup.faces import AnalyzerConfig, ImageError, get_analyzer
 
-    config = AnalyzerConfig()
+    config = AnalyzerConfig() if detector is None else AnalyzerConfig(detector=detector)
     analyzer = get_analyzer(config)
     rows = read_manifest(folder)
     key = hashlib.sha256(
@@ -117,9 +118,9 @@ def load_npz(path: Path) -> LabeledFaces:
     )
 
 
-def load_faces(folder: Path | None, embeddings: Path | None) -> LabeledFaces:
+def load_faces(folder: Path | None, embeddings: Path | None, detector: str | None = None) -> LabeledFaces:
     if embeddings is not None:
         return load_npz(embeddings)
     if folder is None:
         sys.exit("give an evaluation folder (or --embeddings FILE)")
-    return embed_folder(folder)
+    return embed_folder(folder, detector=detector)

@@ -113,6 +113,7 @@ def row(name: str, s: ClusteringScores, secs: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, nargs="?", help="evaluation folder with manifest.csv")
+    ap.add_argument("--detector", help="facegroup.faces detector (default: the analyzer's default)")
     ap.add_argument("--embeddings", type=Path, help="precomputed npz instead of facegroup.faces")
     ap.add_argument("--increments", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="order of the first incremental run")
@@ -123,7 +124,7 @@ def main() -> None:
     ap.add_argument("--no-baselines", action="store_true")
     args = ap.parse_args()
 
-    faces = load_faces(args.folder, args.embeddings)
+    faces = load_faces(args.folder, args.embeddings, args.detector)
     truth = faces.identities.tolist()
     people, counts = np.unique(faces.identities, return_counts=True)
     config = ClusteringConfig()

@@ -131,8 +131,9 @@ def child(args: list[str], timeout: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, nargs="?")
+    ap.add_argument("--detector", help="facegroup.faces detector (default: the analyzer's default)")
     ap.add_argument("--embeddings", type=Path)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--baselines-at", type=int, default=100_000, help="0 to skip the baselines")
     ap.add_argument("--baseline-timeout", type=float, default=3600)
     ap.add_argument("--seed", type=int, default=0)
@@ -148,7 +149,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    real = load_faces(args.folder, args.embeddings)
+    real = load_faces(args.folder, args.embeddings, args.detector)
     rng = np.random.default_rng(args.seed)
     model = DescriptorModel.fit(real.embeddings, real.identities, rng)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
