@@ -575,7 +575,10 @@ _ENDPOINT = click.option(
     "--watch",
     is_flag=True,
     help="Bind FOLDER to the dataset: the server keeps it in sync (new, changed, deleted photos) and, "
-    "with AutoClustering, clustered. Shows the sync until Ctrl-C (or --timeout); the binding stays.",
+    "clustered (AutoClustering). Shows the sync until Ctrl-C (or --timeout); the binding stays.",
+)
+@click.option(
+    "--no-auto-cluster", is_flag=True, help="With --watch: leave the dataset's AutoClustering as is."
 )
 @_ENDPOINT
 @_DATA_DIR
@@ -587,6 +590,7 @@ def index(
     no_wait: bool,
     timeout: float | None,
     watch: bool,
+    no_auto_cluster: bool,
     endpoint: str | None,
     data_dir: Path | None,
 ) -> None:
@@ -596,7 +600,7 @@ def index(
     Exits non-zero when a photo failed (each is listed with its reason) or is still pending.
     """
     if watch:
-        _watch_folder(folder, project, dataset, timeout, endpoint, data_dir)
+        _watch_folder(folder, project, dataset, timeout, not no_auto_cluster, endpoint, data_dir)
         return
     from tqdm import tqdm
 
@@ -652,6 +656,7 @@ def _watch_folder(
     project: str,
     dataset: str,
     timeout: float | None,
+    auto_cluster: bool,
     endpoint: str | None,
     data_dir: Path | None,
 ) -> None:
@@ -682,7 +687,15 @@ def _watch_folder(
     last, deleted = None, False
     try:
         with connect(_settings(data_dir), endpoint=endpoint) as client:
-            last, deleted = follow(client, folder, project, dataset, on_status=on_status, timeout=timeout)
+            last, deleted = follow(
+                client,
+                folder,
+                project,
+                dataset,
+                on_status=on_status,
+                timeout=timeout,
+                auto_cluster=auto_cluster,
+            )
     except ClientError as exc:
         hint = ""
         if "allowed root" in str(exc):

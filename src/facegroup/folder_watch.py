@@ -1,7 +1,8 @@
 """`facegroup index DIR --watch`: bind a folder to a dataset of a running server and follow its sync.
 
 A client of the API like ``folder_index`` (whose photo finder and dataset creation it reuses): CreateBinding
-for the folder (or the binding that already exists), then GetBinding and BatchGetFileMeta over the photos
+for the folder (or the binding that already exists), with the dataset's ``AutoClustering`` switched on so
+its people follow the folder too, then GetBinding and BatchGetFileMeta over the photos
 in the folder, so the caller can draw the full scan's progress and, afterwards, each change being
 analysed. Stopping the watch leaves the binding: the server keeps the dataset in sync with the folder
 until DeleteBinding; deleting the binding ends the watch.
@@ -38,9 +39,26 @@ class SyncStatus:
         return self.phase == INCREMENTAL and self.pending == 0
 
 
-def bind_folder(client: ImmClient, folder: Path, project: str, dataset: str) -> str:
-    """The URI of the folder's binding, created (with the project and dataset) unless it exists."""
+def enable_auto_clustering(client: ImmClient, project: str, dataset: str) -> None:
+    """Set the dataset's ``AutoClustering`` WorkflowParameter to true, keeping its other values."""
+    where = {"ProjectName": project, "DatasetName": dataset}
+    shown = client.call("GetDataset", where)["Dataset"].get("WorkflowParameters") or []
+    values = {item["Name"]: item["Value"] for item in shown}
+    if values.get("AutoClustering", "").lower() == "true":
+        return
+    values["AutoClustering"] = "true"
+    pairs = [{"Name": name, "Value": value} for name, value in sorted(values.items())]
+    client.call("UpdateDataset", {**where, "WorkflowParameters": pairs})
+
+
+def bind_folder(
+    client: ImmClient, folder: Path, project: str, dataset: str, *, auto_cluster: bool = True
+) -> str:
+    """The URI of the folder's binding, created (with the project and dataset) unless it exists;
+    ``auto_cluster``: the dataset clusters itself once the photos are indexed (AutoClustering)."""
     ensure_dataset(client, project, dataset)
+    if auto_cluster:
+        enable_auto_clustering(client, project, dataset)
     params = {"ProjectName": project, "DatasetName": dataset, "URI": Path(os.path.abspath(folder)).as_uri()}
     try:
         return client.call("CreateBinding", params)["Binding"]["URI"]
@@ -91,11 +109,12 @@ def follow(
     on_status: Callable[[SyncStatus], None],
     poll_seconds: float = 1.0,
     timeout: float | None = None,
+    auto_cluster: bool = True,
 ) -> tuple[SyncStatus | None, bool]:
     """Bind ``folder`` and report its sync every ``poll_seconds`` until ``timeout`` (None: until
     interrupted) or until the binding is deleted; returns the last status seen and whether the binding
     was deleted."""
-    uri = bind_folder(client, folder, project, dataset)
+    uri = bind_folder(client, folder, project, dataset, auto_cluster=auto_cluster)
     deadline = None if timeout is None else time.monotonic() + timeout
     last = None
     while True:

@@ -62,6 +62,8 @@ def test_index_watch_binds_the_folder_and_follows_it(request, tmp_path):
         watcher.join(30)
         assert not watcher.is_alive()
         assert set(files_of(client, project, dataset, uris)) == set(uris)
+        shown = client.get_dataset(imm.GetDatasetRequest(project_name=project, dataset_name=dataset)).body
+        assert {p.name: p.value for p in shown.dataset.workflow_parameters}["AutoClustering"] == "true"
     (result,) = results
     assert result.exit_code == 0, result.output
     assert f"watching {folder} -> {project}/{dataset}" in result.output
