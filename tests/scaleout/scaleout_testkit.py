@@ -154,21 +154,23 @@ class Deployment:
         wait_for(f"worker {worker.name} to be ready", probe, timeout=120)
 
     def ensure_workers(self, *names: str) -> None:
-        """The named workers running and ready (a killed one is started again)."""
-        starting = []
+        """The named workers running and ready (one that exited is started again)."""
         for name in names:
             worker = self.workers.get(name)
             if worker is None or worker.process.poll() is not None:
                 if worker is not None:
                     self.retired.append(worker)
-                starting.append(self.start_worker(name, wait=False))
-        for worker in starting:
-            self.wait_ready(worker)
+                self.start_worker(name, wait=False)
+        for name in names:
+            self.wait_ready(self.workers[name])
 
-    def kill(self, name: str) -> Worker:
+    def kill(self, name: str, *, restart: bool = True) -> Worker:
+        """SIGKILL worker ``name``; a new one of that name starts meanwhile (``ensure_workers`` waits)."""
         worker = self.workers.pop(name)
         worker.kill()
         self.retired.append(worker)
+        if restart:
+            self.start_worker(name, wait=False)
         return worker
 
     def all_jobs(self, job: str | None = None) -> list[dict[str, Any]]:
@@ -310,7 +312,7 @@ def deployment(
         if found is not None:
             found.clear_holds()
             for worker in found.workers.values():
-                worker.stop()
+                worker.kill()  # a warm shutdown would only make the suite wait
         _forget_broker_state(config)
         db.close()
 
