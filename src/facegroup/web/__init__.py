@@ -18,7 +18,8 @@ from facegroup.credentials import CredentialsError, load_credentials
 from facegroup.services.access_keys import NewKey
 from facegroup.settings import Settings
 from facegroup.web.invoke import Invoker
-from facegroup.web.routes import WebApp, build_router
+from facegroup.web.routes import build_router
+from facegroup.web.site import WebApp
 
 STATIC = Path(__file__).parent / "static"
 
