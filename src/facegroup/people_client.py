@@ -119,14 +119,24 @@ def photos_of(client: ImmClient, project: str, dataset: str, cluster_id: str) ->
     return [str(item["URI"]) for item in client.pages("SimpleQuery", "Files", query)]
 
 
+def count_people(client: ImmClient, project: str, dataset: str) -> int:
+    body = client.call(
+        "QueryFigureClusters",
+        {"ProjectName": project, "DatasetName": dataset, "MaxResults": 1, "WithTotalCount": True},
+    )
+    return int(body.get("TotalCount") or 0)
+
+
 def people_with_photos(
     client: ImmClient,
     project: str,
     dataset: str,
     *,
+    on_count: Callable[[int], None] = lambda count: None,
     on_person: Callable[[], None] = lambda: None,
 ) -> list[PersonPhotos]:
-    """Every person with the URIs of their photos."""
+    """Every person with the URIs of their photos; ``on_count`` first hears how many people there are."""
+    on_count(count_people(client, project, dataset))
     found = []
     for person in people(client, project, dataset):
         found.append(PersonPhotos(person, photos_of(client, project, dataset, person.cluster_id)))

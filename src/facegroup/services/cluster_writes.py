@@ -67,7 +67,7 @@ class Outcome:
         gone = self.before - after
         absorbed = {a for _, group in self.merges for a in group}
         self.created = sorted(after - self.before)
-        self.updated = sorted((self.touched & after & self.before) | (set(self.described) & self.before))
+        self.updated = sorted((self.touched | set(self.described)) & after & self.before)
         self.absorbed = sorted(gone & absorbed)
         self.deleted = sorted(gone - absorbed)
         self.faces = {fid: f for fid, f in self.faces.items() if fid in state}
