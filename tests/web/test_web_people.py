@@ -166,6 +166,15 @@ def test_rename_is_seen_through_the_sdk(page, site, artifacts):
         )
     )
     assert got.body.figure_cluster.name == "Ada Lovelace"
+    chosen = page.locator(".face").nth(2).get_attribute("data-figure")
+    page.locator(".face").nth(2).locator("button.make-cover").click()
+    page.wait_for_selector(f"img.cover[src*='{chosen}']")
+    got = site.live.client().get_figure_cluster(
+        imm.GetFigureClusterRequest(
+            project_name=site.project, dataset_name=site.dataset, object_id=person.object_id
+        )
+    )
+    assert got.body.figure_cluster.cover.figures[0].figure_id == chosen
     page.click("#review")  # least sure first
     confidences = [float(text.split()[-1]) for text in page.locator(".face small").all_inner_texts()]
     assert confidences == sorted(confidences)
