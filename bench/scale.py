@@ -90,8 +90,13 @@ def run_facegroup(model_path: Path, n: int, seed: int) -> dict:
     return out
 
 
-def run_baseline(model_path: Path, n: int, seed: int, which: str) -> dict:
+def run_baseline(model_path: Path, n: int, seed: int, which: str, memory_gb: float) -> dict:
     from facegroup.clustering.metrics import score
+
+    # A cap on this process's address space, so that a baseline that needs too much fails with MemoryError
+    # here instead of waking the kernel's OOM killer on a shared machine (sklearn's DBSCAN at 100k did).
+    limit = int(memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     x, people, first, _ = dataset(model_path, n, seed)
     x, people = x[first], people[first]
@@ -100,11 +105,17 @@ def run_baseline(model_path: Path, n: int, seed: int, which: str) -> dict:
     if which == "dbscan":
         from sklearn.cluster import DBSCAN
 
-        labels = DBSCAN(eps=0.5, min_samples=3).fit_predict(x)
+        try:
+            labels = DBSCAN(eps=0.5, min_samples=3).fit_predict(x)
+        except MemoryError:
+            return {"error": f"ran out of memory: needs more than {memory_gb:g} GB"}
     else:
         import hdbscan
 
-        labels = hdbscan.HDBSCAN(min_cluster_size=2, core_dist_n_jobs=1).fit_predict(x)
+        try:
+            labels = hdbscan.HDBSCAN(min_cluster_size=2, core_dist_n_jobs=1).fit_predict(x)
+        except MemoryError:
+            return {"error": f"ran out of memory: needs more than {memory_gb:g} GB"}
     out["full_s"] = time.perf_counter() - start
     out["full_cpu_s"] = time.process_time() - cpu
     out["peak_rss_mb"] = peak_rss_mb()
@@ -119,12 +130,11 @@ def child(args: list[str], timeout: float) -> dict:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {timeout:.0f} s"}
+    if done.returncode < 0:
+        return {"error": f"killed by signal {-done.returncode} (9: e.g. the kernel's out-of-memory killer)"}
     if done.returncode != 0:
-        return {
-            "error": done.stderr.strip().splitlines()[-1]
-            if done.stderr.strip()
-            else f"exit {done.returncode}"
-        }
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -136,6 +146,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--baselines-at", type=int, default=100_000, help="0 to skip the baselines")
     ap.add_argument("--baseline-timeout", type=float, default=3600)
+    ap.add_argument("--baseline-memory-gb", type=float, default=8.0, help="address-space cap for baselines")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worker", nargs=3, metavar=("KIND", "N", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -145,7 +156,7 @@ def main() -> None:
         if kind == "facegroup":
             result = run_facegroup(model_path, n, args.seed)
         else:
-            result = run_baseline(model_path, n, args.seed, kind)
+            result = run_baseline(model_path, n, args.seed, kind, args.baseline_memory_gb)
         print(json.dumps(result))
         return
 
@@ -198,9 +209,9 @@ def main() -> None:
     if args.baselines_at:
         n = args.baselines_at
         for kind in ("dbscan", "hdbscan"):
-            r = child(
-                ["--worker", kind, str(n), str(model_path), "--seed", str(args.seed)], args.baseline_timeout
-            )
+            worker = ["--worker", kind, str(n), str(model_path), "--seed", str(args.seed)]
+            cap = ["--baseline-memory-gb", str(args.baseline_memory_gb)]
+            r = child(worker + cap, args.baseline_timeout)
             if "error" in r:
                 print(f"{kind:9s} {n:>9,} faces: {r['error']}")
                 continue
