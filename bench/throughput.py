@@ -1,6 +1,7 @@
 """Face analysis throughput: images/s and faces/s, facegroup's pipeline against dlib called directly.
 
     .venv/bin/python bench/throughput.py /work/shared/eval/dev/images --limit 200
+    .venv/bin/python bench/throughput.py --api /work/shared/eval/dev --limit 200   # see throughput_api.py
 
 The "dlib direct" pipeline makes the same detector (same upsampling), landmark, chip and descriptor calls
 with no facegroup code, so the ratio between the two is the cost of facegroup's own work (decoding with
@@ -15,6 +16,7 @@ import argparse
 import math
 import multiprocessing
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -146,6 +148,11 @@ def run_pool(files: list[Path], pipeline: str, detector: str, processes: int) ->
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--api"]:  # the whole service through the API, both modes: throughput_api.py
+        from throughput_api import main as through_the_api
+
+        through_the_api(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
