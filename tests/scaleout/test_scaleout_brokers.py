@@ -70,9 +70,9 @@ def photos(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Photos:
 @pytest.fixture(scope="module", params=list(BROKERS))
 def scaleout(
     request: pytest.FixtureRequest,
+    new_tasks_postgres_database,  # first: without PostgreSQL the module is skipped before anything starts
     photos: Photos,
     s3_url: str,
-    new_tasks_postgres_database,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     folder = next(iter(photos.paths.values())).parent
