@@ -202,6 +202,32 @@ def run_mode(mode: str, files: list[Path], root: Path, args, work: Path) -> tupl
             return (seconds, *count_outcomes(db))
         finally:
             db.close()
+            forget_namespace(settings)
+
+
+def forget_namespace(settings: Settings) -> None:
+    """Leave nothing of this run in the broker: its Redis keys, or its RabbitMQ queues and exchanges."""
+    from facegroup.jobs.celery_app import Queues, make_celery
+
+    if (settings.broker_url or "").startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(settings.broker_url)
+        keys = list(client.scan_iter(f"{settings.broker_namespace}:*"))
+        if keys:
+            client.delete(*keys)
+        return
+    app = make_celery(settings)
+    try:
+        with app.connection_for_write() as connection:
+            channel = connection.channel()
+            for name in Queues.of(settings).names:
+                channel.queue_delete(name)
+            namespace = settings.broker_namespace
+            for name in (*Queues.of(settings).names, f"{namespace}.pidbox", f"reply.{namespace}.pidbox"):
+                channel.exchange_delete(name)
+    finally:
+        app.close()
 
 
 def raw_dlib(files: list[Path]) -> float:
