@@ -1,15 +1,15 @@
 """Clustering the faces of one update against the clusters that already exist.
 
 The work is local. The added faces look up their nearest neighbours in the index (IVF: a few short lists per
-face, not the whole dataset); independent faces found among them with a similarity over the join bar are woken
-up and do the same, a few hops deep. The local problem is then:
+face, not the whole dataset); independent faces found among them wake up and bring the neighbours they
+already list, a few hops deep. The local problem is then:
 
 * units: the active faces (one unit each) and every existing cluster some active face came close to,
-  carried as (sum of embeddings, size), so a cluster of 10,000 faces costs one vector;
+  carried as (sum of smoothed vectors, size), so a cluster of 10,000 faces costs one vector;
 * edges: the neighbour hits, plus a pair for any two clusters that are both close to one active face
   (the only way two existing clusters get compared: new evidence between them);
-* constraints: faces of one image, faces the user took out of a cluster, different user names, and the
-  strict bar for joining two existing clusters.
+* constraints: faces of one image, faces the user took out of a cluster, different user names, the strict
+  bar for joining two existing clusters, and the cohesion check for joining one.
 
 Average linkage runs over that problem; each resulting group is then read back: a group holding existing
 clusters keeps the id of the named (else the largest, else the oldest) one and absorbs the rest; a group of
@@ -129,7 +129,9 @@ def cluster_active_faces(
     cannot_units = np.concatenate(cannot)
     cannot_units = cannot_units[(cannot_units >= 0).all(axis=1)]
 
-    sums = np.concatenate([state.smoothed(active), state.sums.data[codes].astype(np.float32)])
+    sums = np.empty((n_active + len(codes), state.sums.data.shape[1]), np.float32)
+    state.smoothed(active, out=sums[:n_active])
+    sums[n_active:] = state.sums.data[codes]
     counts = np.concatenate([np.ones(n_active), state.counts.data[codes]])
     established = np.r_[np.zeros(n_active, bool), np.ones(len(codes), bool)]
     names = np.full(len(counts), -1, np.int64)

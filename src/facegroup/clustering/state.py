@@ -171,14 +171,18 @@ class ClusterState:
         assert self.index is not None
         return self.index.vectors(rows)
 
-    def smoothed(self, rows: np.ndarray) -> np.ndarray:
-        """The smoothed vectors of ``rows``: what clusters are made of (see smoothing.py)."""
+    def smoothed(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The smoothed vectors of ``rows``: what clusters are made of (see smoothing.py). Computed in
+        blocks, into ``out`` if given (float32, one row per face)."""
         rows = np.asarray(rows, np.int64)
-        if self.smooth_k == 0 or len(rows) <= _ROWS_PER_BLOCK:
-            return self._smoothed(rows)
-        return np.concatenate(
-            [self._smoothed(rows[lo : lo + _ROWS_PER_BLOCK]) for lo in range(0, len(rows), _ROWS_PER_BLOCK)]
-        )
+        if out is None:
+            if len(rows) <= _ROWS_PER_BLOCK:
+                return self._smoothed(rows)
+            assert self.index is not None
+            out = np.empty((len(rows), self.index.dim), np.float32)
+        for lo in range(0, len(rows), _ROWS_PER_BLOCK):
+            out[lo : lo + _ROWS_PER_BLOCK] = self._smoothed(rows[lo : lo + _ROWS_PER_BLOCK])
+        return out
 
     def _smoothed(self, rows: np.ndarray) -> np.ndarray:
         base = self.embeddings(rows)
