@@ -39,4 +39,4 @@ def test_the_readme_snippet_runs_as_written(facegroup: LiveFacegroup, tmp_path: 
         env={**os.environ, "HOME": str(home)},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "family [('FigureClusterMinFaces', '2')]"
+    assert result.stdout.strip() == "family 2"

@@ -5,11 +5,14 @@ PostgreSQL, one live server per backend with a one-second listing interval)."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from alibabacloud_imm20200930 import models as imm
 from binding_kit import (
     clustering_tasks,
@@ -26,18 +29,44 @@ from live_indexing import indexing_server, new_dataset
 from people_testkit import all_people, cluster, wait_task
 from sqlalchemy import select
 
+from facegroup.settings import NotifyTopic
 from facegroup.store import File
 
 SCAN_SECONDS = 1.0
+TOPIC = "bindings-done"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(request, tmp_path_factory) -> Iterator[tuple[LiveFacegroup, Path]]:
+def server(request, tmp_path_factory) -> Iterator[tuple[LiveFacegroup, Path, str]]:
     data_dir = tmp_path_factory.mktemp("bindings")
     root = data_dir / "root"
     root.mkdir()
-    with indexing_server(request, data_dir, request.param, [root], binding_scan_seconds=SCAN_SECONDS) as live:
-        yield live, root
+    stream = f"facegroup-bindings-{uuid.uuid4().hex[:8]}"
+    topics = {TOPIC: NotifyTopic(url="redis://127.0.0.1:6379/0", stream=stream)}
+    with indexing_server(
+        request,
+        data_dir,
+        request.param,
+        [root],
+        binding_scan_seconds=SCAN_SECONDS,
+        task_poll_seconds=0.1,
+        notify_poll_seconds=0.05,
+        notify_topics=topics,
+    ) as live:
+        try:
+            yield live, root, stream
+        finally:
+            redis.Redis().delete(stream)
+
+
+def task_messages(stream: str) -> dict[str, dict]:
+    """TaskId -> content of every task notification in the stream so far."""
+    found = {}
+    for _, fields in redis.Redis().xrange(stream):
+        content = json.loads(fields[b"content"])
+        if "TaskId" in content:
+            found[content["TaskId"]] = content
+    return found
 
 
 def min_faces(value: int, *more: imm.WorkflowParameter) -> list[imm.WorkflowParameter]:
@@ -61,7 +90,7 @@ def person_of(file: imm.File) -> str:
 
 
 def test_a_bound_folder_is_followed(server):
-    live, root = server
+    live, root, _ = server
     client = live.client()
     folder = root / "family"
     folder.mkdir()
@@ -150,7 +179,7 @@ def test_a_bound_folder_is_followed(server):
 
 
 def test_bind_limits_and_listing(server):
-    live, root = server
+    live, root, _ = server
     client = live.client()
     folders = [root / f"limit{i}" for i in range(3)]
     for folder in folders:
@@ -179,7 +208,7 @@ def test_bind_limits_and_listing(server):
 
 
 def test_automatic_clustering_runs_once_after_a_burst(server):
-    live, root = server
+    live, root, stream = server
     client = live.client()
     folder = root / "auto"
     folder.mkdir()
@@ -188,6 +217,7 @@ def test_automatic_clustering_runs_once_after_a_burst(server):
     auto = [
         imm.WorkflowParameter(name="AutoClustering", value="true"),
         imm.WorkflowParameter(name="AutoClusteringQuietSeconds", value="2"),
+        imm.WorkflowParameter(name="AutoClusteringTopic", value=TOPIC),
     ]
     project, dataset = new_dataset(client, workflow_parameters=min_faces(2, *auto))
     shown = client.get_dataset(imm.GetDatasetRequest(project_name=project, dataset_name=dataset)).body.dataset
@@ -208,10 +238,14 @@ def test_automatic_clustering_runs_once_after_a_burst(server):
     assert {wait_task(client, project, task.task_id).status for task in tasks} == {"Succeeded"}
     assert [p.face_count for p in all_people(client, project, dataset)] == [5]
     assert len(clustering_tasks(client, project)) == 2
+    messages = wait_for("both notifications", lambda: (m := task_messages(stream)) and len(m) >= 2 and m)
+    assert {task_id: (m["TaskType"], m["Status"]) for task_id, m in messages.items()} == {
+        task.task_id: ("FaceClustering", "Succeeded") for task in tasks
+    }
 
 
 def test_a_folder_that_goes_away_is_retried(server):
-    live, root = server
+    live, root, _ = server
     client = live.client()
     folder = root / "removable"
     folder.mkdir()

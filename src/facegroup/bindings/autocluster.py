@@ -52,7 +52,21 @@ def _due(session, dataset: Dataset) -> bool:
     last_file = session.scalar(select(func.max(File.updated_at)).where(File.dataset_id == dataset.id))
     last_removal = session.scalar(select(func.max(Figure.deleted_at)).where(Figure.dataset_id == dataset.id))
     last = max((t for t in (last_file, last_removal) if t is not None), default=None)
-    return last is None or utcnow() - last >= quiet
+    if last is not None and utcnow() - last < quiet:
+        return False
+    # A clustering task that failed after the last change is not retried until something changes again.
+    latest = session.execute(
+        select(Task.status, Task.end_time)
+        .where(Task.dataset_id == dataset.id, Task.task_type == clustering_task.TASK_TYPE)
+        .order_by(Task.id.desc())
+        .limit(1)
+    ).first()
+    return not (
+        latest is not None
+        and latest.status == TaskStatus.FAILED
+        and latest.end_time is not None
+        and (last is None or latest.end_time >= last)
+    )
 
 
 def _running(session, dataset_id: int) -> bool:

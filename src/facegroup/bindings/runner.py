@@ -72,12 +72,11 @@ class BindingRunner:
         self._state = _State()
         self._thread: threading.Thread | None = None
         self._observer: Any = None
+        self._watching = settings.binding_watch
 
     # --- the service -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._settings.binding_watch:
-            self._observer = _start_observer()
         self._thread = threading.Thread(target=self._run, name="facegroup-bindings", daemon=True)
         self._thread.start()
 
@@ -163,13 +162,18 @@ class BindingRunner:
             held = _Held(row.uri, row.dataset_id)
         self._state.held[binding_id] = held
         log.info("binding %s: held by %s", held.uri, self._owner)
-        if self._observer is None:
+        if not self._watching:
             return
         try:
             location = bind_location(self._sources, held.uri, must_exist=False)
         except SourceRefused:
             return  # the scan reports it (Retrying, with the Reason)
         if isinstance(location, BoundFolder):
+            if self._observer is None:  # started with the first folder held, once
+                self._observer = _start_observer()
+                if self._observer is None:  # no watch on this platform: periodic listing only
+                    self._watching = False
+                    return
             held.watch = _watch(self._observer, location.path, lambda: self._changed(binding_id))
 
     def _drop(self, binding_id: int) -> None:

@@ -4,8 +4,9 @@ The binding's ``cursor["seen"]`` (``cursor["scanned_at"]``: when the last pass e
 (size + mtime + inode, or ETag + size). A pass indexes the images that are new or whose signature changed
 (``services.indexing.accept``: the same Pending rows and index-file jobs as BatchIndexFileMeta) and
 deletes the metadata of those that vanished (``services.files.delete_files``: faces become tombstones).
-``seen`` is saved after every batch of 100, so a pass cut short by a restart resumes where it stopped and
-an unchanged tree costs one listing, no analysis.
+``seen`` is saved every few seconds during a pass and at its end, so a pass cut short by a restart resumes
+about where it stopped (submitting a photo twice is harmless: the second analysis of an unchanged file is a
+no-op) and an unchanged tree costs one listing, no analysis.
 
 Every write is conditional on this runner still holding the binding's lease; a deleted binding (or one
 another runner took over) stops the pass at its next batch.
@@ -14,6 +15,7 @@ another runner took over) stops the pass at its next batch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +37,7 @@ from facegroup.store import Binding, Dataset, File, ObjectStatus, starts_with, u
 log = logging.getLogger("facegroup.bindings")
 
 BATCH = indexing.MAX_BATCH
+CHECKPOINT_SECONDS = 5.0  # a pass cut short re-submits at most this much work (idempotently)
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,23 @@ def scan(
     removed = sorted(uri for uri in seen if uri not in listing)
     if (changed or removed) and not _set_state(db, binding_id, owner, State.RUNNING, None):
         return None
+    saved_at = time.monotonic()
+
+    def checkpoint(*, force: bool = False, **extra: Any) -> bool:
+        """Save ``seen`` (every few seconds, not per batch: the map grows with the tree); False when the
+        binding is no longer ours."""
+        nonlocal saved_at
+        if not force and time.monotonic() - saved_at < CHECKPOINT_SECONDS:
+            return True
+        saved_at = time.monotonic()
+        return _write(db, binding_id, owner, cursor={"seen": seen, **extra}, lease_seconds=lease_seconds)
+
     try:
         for batch in _batches(removed):
             file_service.delete_files(db, bound.project, bound.dataset, list(batch), must_exist=False)
             for uri in batch:
                 seen.pop(uri, None)
-            if not _write(db, binding_id, owner, cursor={"seen": seen}, lease_seconds=lease_seconds):
+            if not checkpoint():
                 return None
         for batch in _batches(changed):
             request = indexing.IndexRequest(
@@ -140,16 +154,17 @@ def scan(
             )
             indexing.accept(db, sources, request)
             seen.update({uri: listing[uri] for uri in batch})
-            if not _write(db, binding_id, owner, cursor={"seen": seen}, lease_seconds=lease_seconds):
+            if not checkpoint():
                 return None
     except ImmError as exc:  # the dataset is full, or went away meanwhile
         log.warning("binding %s: %s", bound.uri, exc.message)
+        checkpoint(force=True)
         _set_state(db, binding_id, owner, State.RETRYING, f"[{exc.code}] {exc.message}")
         return None
     if changed or removed:
         log.info("binding %s: %d image(s) submitted, %d deleted", bound.uri, len(changed), len(removed))
     _set_state(db, binding_id, owner, State.RUNNING, None)
-    _write(db, binding_id, owner, cursor={"seen": seen, "scanned_at": utcnow().isoformat()})
+    checkpoint(force=True, scanned_at=utcnow().isoformat())
     return PassResult(len(listing), len(changed), len(removed))
 
 
