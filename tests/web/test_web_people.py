@@ -132,6 +132,16 @@ def test_the_link_signs_in_once_and_the_people_page_shows_everyone_with_covers(b
     assert page.locator(".person .unnamed").count() == len(people)
     page.screenshot(path=str(artifacts / f"people-{site.live.backend}.png"), full_page=True)
 
+    # paged and sorted like QueryFigureClusters: pages of 4 by face count ascending, then the rest
+    page.goto(site.people_url() + "?size=4&sort=FaceCount&order=asc")
+    first = [card.get_attribute("data-id") for card in page.locator(".person").all()]
+    page.click("#next")
+    rest = [card.get_attribute("data-id") for card in page.locator(".person").all()]
+    assert len(first) == 4 and len(rest) == 2 and page.locator("#next").count() == 0
+    assert sorted(first + rest) == sorted(p.object_id for p in people)
+    counts = {p.object_id: p.face_count for p in people}
+    assert [counts[i] for i in first + rest] == sorted(counts[i] for i in first + rest)
+
     # the link is one-time: a second browser gets the sign-in form
     other = browser.new_context()
     again = other.new_page()
@@ -146,6 +156,7 @@ def test_the_link_signs_in_once_and_the_people_page_shows_everyone_with_covers(b
     assert "max-age" in first.headers["cache-control"]
     second = page.request.get(site.base + cover, headers={"If-None-Match": first.headers["etag"]})
     assert second.status == 304
+    assert list((site.live.settings.data_dir / "thumbnails").rglob("*.jpg"))  # made once, kept on disk
     page.locator(".person").first.click()
     photo = page.locator(".face a").first.get_attribute("href")  # the photo behind a face
     answer = page.request.get(site.base + photo)

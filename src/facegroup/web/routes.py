@@ -127,6 +127,8 @@ def build_router(web: WebApp) -> APIRouter:
         sort = args.get("sort", "FaceCount")
         sort = sort if sort in SORTS else "FaceCount"
         order = "asc" if args.get("order") == "asc" else "desc"
+        size = args.get("size", "")
+        size = min(int(size), 100) if size.isdigit() and int(size) > 0 else PEOPLE_PAGE
         body = await web.call(
             session,
             "QueryFigureClusters",
@@ -134,7 +136,7 @@ def build_router(web: WebApp) -> APIRouter:
             DatasetName=dataset,
             Sort=sort,
             Order=order,
-            MaxResults=PEOPLE_PAGE,
+            MaxResults=size,
             NextToken=args.get("token", ""),
             WithTotalCount=True,
         )
@@ -150,6 +152,7 @@ def build_router(web: WebApp) -> APIRouter:
             next_token=body.get("NextToken"),
             sort=sort,
             order=order,
+            size=size if size != PEOPLE_PAGE else "",
             sorts=("FaceCount", "ImageCount", "Name", "CreateTime", "UpdateTime"),
             unassigned=counts.unassigned_faces,
             undo=web.last_undo(session),
