@@ -164,7 +164,9 @@ class ClusterState:
         codes = np.fromiter(codes, dtype=np.int64)
         if not len(codes):
             return np.zeros(0, np.int64)
-        return np.flatnonzero(np.isin(self.cluster.data, codes) & self.alive.data)
+        wanted = np.zeros(len(self.cluster_ids) + 1, bool)  # +1: the last slot answers for INDEPENDENT
+        wanted[codes] = True
+        return np.flatnonzero(wanted[self.cluster.data] & self.alive.data)
 
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
         """The normalised embeddings of ``rows``, as given."""
