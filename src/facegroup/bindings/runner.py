@@ -97,6 +97,16 @@ class BindingRunner:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def owner(self) -> str:
+        """The name this runner writes into the leases of the bindings it holds."""
+        return self._owner
+
+    @property
+    def held(self) -> set[int]:
+        """The ids of the bindings this runner holds now."""
+        return set(self._state.held)
+
     # --- the loop ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
