@@ -135,7 +135,8 @@ def test_the_link_signs_in_once_and_the_people_page_shows_everyone_with_covers(b
     # paged and sorted like QueryFigureClusters: pages of 4 by face count ascending, then the rest
     page.goto(site.people_url() + "?size=4&sort=FaceCount&order=asc")
     first = [card.get_attribute("data-id") for card in page.locator(".person").all()]
-    page.click("#next")
+    with page.expect_navigation():
+        page.click("#next")
     rest = [card.get_attribute("data-id") for card in page.locator(".person").all()]
     assert len(first) == 4 and len(rest) == 2 and page.locator("#next").count() == 0
     assert sorted(first + rest) == sorted(p.object_id for p in people)
@@ -178,7 +179,8 @@ def test_rename_is_seen_through_the_sdk(page, site, artifacts):
     )
     assert got.body.figure_cluster.name == "Ada Lovelace"
     chosen = page.locator(".face").nth(2).get_attribute("data-figure")
-    page.locator(".face").nth(2).locator("button.make-cover").click()
+    with page.expect_navigation():
+        page.locator(".face").nth(2).locator("button.make-cover").click()
     page.wait_for_selector(f"img.cover[src*='{chosen}']")
     got = site.live.client().get_figure_cluster(
         imm.GetFigureClusterRequest(
@@ -186,7 +188,8 @@ def test_rename_is_seen_through_the_sdk(page, site, artifacts):
         )
     )
     assert got.body.figure_cluster.cover.figures[0].figure_id == chosen
-    page.click("#review")  # least sure first
+    with page.expect_navigation():
+        page.click("#review")  # least sure first
     confidences = [float(text.split()[-1]) for text in page.locator(".face small").all_inner_texts()]
     assert confidences == sorted(confidences)
     page.screenshot(path=str(artifacts / f"person-{site.live.backend}.png"), full_page=True)
@@ -206,14 +209,16 @@ def test_merge_two_people_then_undo(page, site):
     page.goto(f"{site.people_url()}/{target.object_id}")
     page.fill("input[name=q]", name[:10].lower())
     page.click("#search")
-    page.click(f"form:has(input[value='{source.object_id}']) button.merge")
+    with page.expect_navigation():
+        page.click(f"form:has(input[value='{source.object_id}']) button.merge")
     site.wait_idle()
     after = {p.object_id: p for p in site.people()}
     assert source.object_id not in after
     assert after[target.object_id].face_count == target.face_count + source.face_count
 
     page.goto(site.people_url())
-    page.click("#undo")
+    with page.expect_navigation():
+        page.click("#undo")
     site.wait_idle()
     people = {p.object_id: p for p in site.people()}
     assert people[target.object_id].face_count == target.face_count  # the merged faces left again
@@ -227,7 +232,8 @@ def test_a_face_taken_out_stays_out_after_the_next_clustering_task(page, site):
     face = page.locator(".face").first
     figure_id = face.get_attribute("data-figure")
     uri = face.locator("input[name=uri]").first.input_value()
-    face.locator("button.not-this-person").click()
+    with page.expect_navigation():
+        face.locator("button.not-this-person").click()
     site.wait_idle()
     client = site.live.client()
     found = {f.figure_id: f for f in faces(client, site.project, site.dataset, [uri])[uri]}
@@ -257,7 +263,8 @@ def test_the_explorer_runs_an_action_and_shows_its_response_and_snippet(page, si
     page.fill("#p-ProjectName", site.project)
     page.fill("#p-DatasetName", site.dataset)
     page.select_option("#p-WithStatistics", "true")
-    page.click("#run")
+    with page.expect_navigation():
+        page.click("#run")
     page.wait_for_selector("#response")
     assert page.inner_text("#status") == "200"
     response = page.inner_text("#response")
@@ -271,7 +278,8 @@ def test_the_explorer_runs_an_action_and_shows_its_response_and_snippet(page, si
     assert f"'DatasetName': '{site.dataset}'" in printed.getvalue()
 
     page.fill("#p-DatasetName", "no_such_dataset")
-    page.click("#run")
+    with page.expect_navigation():
+        page.click("#run")
     page.wait_for_selector("#response")
     assert page.inner_text("#status") == "404"
     assert "ResourceNotFound" in page.inner_text("#response")
@@ -287,11 +295,13 @@ def test_a_key_limited_to_another_dataset_cannot_see_these_people(browser, site)
     page.goto(f"{site.base}/ui/signin")
     page.fill("input[name=access_key_id]", key.access_key_id)
     page.fill("input[name=access_key_secret]", "wrong")
-    page.click("button[type=submit]")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
     assert page.locator("text=wrong secret").count() == 1
     page.fill("input[name=access_key_id]", key.access_key_id)
     page.fill("input[name=access_key_secret]", key.secret)
-    page.click("button[type=submit]")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
     assert page.url.endswith("/ui/projects")
     assert page.locator(f"a.dataset:text-is('{other}')").count() == 1
     assert page.locator(f"a.dataset:text-is('{site.dataset}')").count() == 0
