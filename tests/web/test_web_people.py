@@ -256,6 +256,29 @@ def test_a_face_taken_out_stays_out_after_the_next_clustering_task(page, site):
     assert page.locator("#tasks tbody tr[data-status=Succeeded]").count() == done + 1
 
 
+def test_a_face_moved_to_another_person_then_the_move_undone(page, site):
+    other, person = sorted(site.people(), key=lambda p: p.object_id)[-2:]
+    page.goto(f"{site.people_url()}/{person.object_id}")
+    face = page.locator(".face").first
+    figure_id = face.get_attribute("data-figure")
+    uri = face.locator("input[name=uri]").first.input_value()
+    face.locator("input[name=target]").fill(other.object_id)
+    with page.expect_navigation():
+        face.locator("button.move").click()
+    site.wait_idle()
+    client = site.live.client()
+    assert {f.figure_id: f for f in faces(client, site.project, site.dataset, [uri])[uri]}[
+        figure_id
+    ].figure_cluster_id == other.object_id
+    with page.expect_navigation():
+        page.click("#undo")
+    site.wait_idle()
+    assert {f.figure_id: f for f in faces(client, site.project, site.dataset, [uri])[uri]}[
+        figure_id
+    ].figure_cluster_id == person.object_id
+    assert page.locator("#undo").count() == 0  # nothing left to undo
+
+
 def test_the_explorer_runs_an_action_and_shows_its_response_and_snippet(page, site):
     page.goto(f"{site.base}/ui/explorer")
     page.select_option("#action-list", "GetDataset")
