@@ -246,7 +246,7 @@ def build_router(web: WebApp) -> APIRouter:
         web.remember(
             session,
             Undo(
-                f"merge of {source}",
+                f"merge of {source} (its faces leave this person; they join no one)",
                 project,
                 dataset,
                 [(face["URI"], face["FigureId"], INDEPENDENT_CLUSTER_ID) for face in faces],
