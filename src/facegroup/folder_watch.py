@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facegroup.client import ApiError, ImmClient
+from facegroup.client import ApiError, ClientError, ImmClient
 from facegroup.folder_index import MAX_BATCH, STATUS_FIELDS, ensure_dataset, find_photos
 
 INCREMENTAL = "IncrementalScanning"
+MAX_CONNECTION_FAILURES = 5  # polls in a row that failed before the watch gives up
 
 
 @dataclass
@@ -117,11 +118,20 @@ def follow(
     uri = bind_folder(client, folder, project, dataset, auto_cluster=auto_cluster)
     deadline = None if timeout is None else time.monotonic() + timeout
     last = None
+    failures = 0
     while True:
-        status = sync_status(client, folder, project, dataset, uri)
-        if status is None:
-            return last, True
-        on_status(status)
+        try:
+            status = sync_status(client, folder, project, dataset, uri)
+            failures = 0
+        except ClientError:  # the server refused (ApiError) or could not be reached
+            failures += 1
+            if failures > MAX_CONNECTION_FAILURES:
+                raise
+            status = last  # a long watch outlives a dropped connection or a server restart
+        else:
+            if status is None:
+                return last, True
+            on_status(status)
         last = status
         if deadline is not None and time.monotonic() >= deadline:
             return last, False

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
+from darabonba.exceptions import UnretryableException
 from PIL import Image, ImageOps
 
 from facegroup.samples import sample_path
@@ -39,7 +40,10 @@ def truncated_jpeg() -> bytes:
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_SECONDS) -> T:
     deadline = time.monotonic() + timeout
     while True:
-        found = probe()
+        try:
+            found = probe()
+        except UnretryableException:  # a dropped connection: the SDK does not retry, the wait does
+            found = None
         if found:
             return found
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -2,9 +2,9 @@
 
 Each tick (half a second, or at once when woken) it
 
-1. renews its leases and claims free bindings (``leases``): in a scale-out deployment every server runs a
-   runner, and each binding is held by exactly one of them; a dead runner's bindings are taken over when
-   their lease expires;
+1. claims free bindings and, every third of a lease, renews its leases (``leases``): in a scale-out
+   deployment every server runs a runner, and each binding is held by exactly one of them; a dead
+   runner's bindings are taken over when their lease expires (no balancing: the first to look takes them);
 2. scans a held binding (``sync.scan``) when its folder reported a change (watchdog, settled for a moment
    so a burst of writes makes one pass) or when ``Settings.binding_scan_seconds`` have passed since its
    last pass -- the periodic listing that catches what a watch cannot see (buckets, network mounts, a
@@ -122,8 +122,11 @@ class BindingRunner:
     def _tick(self) -> None:
         now = time.monotonic()
         if now - self._state.last_lease_round >= min(self._lease_seconds / 3, 5.0):
-            self._lease_round()
+            self._renew()
             self._state.last_lease_round = now
+        # Every tick: a new binding starts syncing at once (a read, unless a binding is free).
+        for binding_id in leases.claim_free(self._db, owner=self._owner, lease_seconds=self._lease_seconds):
+            self._take(binding_id)
         datasets = set()
         for binding_id, held in list(self._state.held.items()):
             if self._stop.is_set():
@@ -152,12 +155,10 @@ class BindingRunner:
         for dataset_id in sorted(datasets):
             maybe_cluster(self._db, self._settings, dataset_id)
 
-    def _lease_round(self) -> None:
+    def _renew(self) -> None:
         kept = leases.renew(self._db, self._state.held, owner=self._owner, lease_seconds=self._lease_seconds)
         for binding_id in set(self._state.held) - kept:
             self._drop(binding_id)
-        for binding_id in leases.claim_free(self._db, owner=self._owner, lease_seconds=self._lease_seconds):
-            self._take(binding_id)
 
     def _still_ours(self, binding_id: int) -> bool:
         with self._db.read() as session:
