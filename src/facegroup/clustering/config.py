@@ -60,6 +60,9 @@ class ClusteringConfig:
             problems.append("merge_threshold must be within [join_threshold, 1]")
         if self.neighbours < 1:
             problems.append("neighbours must be >= 1")
+        for name in ("candidate_floor", "wake_floor", "smoothing_floor"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be within [-1, 1]")
         if self.cohesion_margin is not None and self.cohesion_margin < 0:
             problems.append("cohesion_margin must be >= 0 (or None)")
         if self.pair_penalty < 0:
