@@ -6,15 +6,15 @@ from functools import lru_cache
 
 import dlib
 import numpy as np
-from PIL import Image
 
 from facegroup.faces.align import FivePointAligner, points
 from facegroup.faces.config import AnalyzerConfig
 from facegroup.faces.decode import DecodedImage, decode_image
-from facegroup.faces.detect import Detection, Detector, make_detector, upsample_for
-from facegroup.faces.embed import DlibResNetEmbedder, Embedder
+from facegroup.faces.detect import Detection
+from facegroup.faces.embed import DlibResNetEmbedder, Embedder, MirroredEmbedder
 from facegroup.faces.quality import face_quality, head_pose, sharpness
 from facegroup.faces.results import AnalyzedImage, Boundary, Face
+from facegroup.faces.strategy import DetectionStrategy, make_strategy
 
 
 class Analyzer:
@@ -22,11 +22,16 @@ class Analyzer:
     load in the constructor. Safe to share between threads, which take turns on each model."""
 
     def __init__(
-        self, config: AnalyzerConfig, *, detector: Detector | None = None, embedder: Embedder | None = None
+        self,
+        config: AnalyzerConfig,
+        *,
+        detector: DetectionStrategy | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.config = config
-        self.detector = detector or make_detector(config.detector)
-        self.embedder = embedder or DlibResNetEmbedder()
+        self.detector = detector or make_strategy(config)
+        embedder = embedder or DlibResNetEmbedder()
+        self.embedder = MirroredEmbedder(embedder) if config.mirror else embedder
         self.aligner = FivePointAligner()
         self._chip_size = int(getattr(self.embedder, "chip_size", 150))
         self._chip_padding = float(getattr(self.embedder, "chip_padding", 0.25))
@@ -42,14 +47,11 @@ class Analyzer:
         )
 
     def faces(self, decoded: DecodedImage) -> list[Face]:
-        detections = self._detect(decoded)
+        detections = self.detect(decoded)
         if not detections:
             return []
         pixels = decoded.pixels
-        boxes = [
-            dlib.rectangle(round(d.left), round(d.top), round(d.right) - 1, round(d.bottom) - 1)
-            for d in detections
-        ]
+        boxes = dlib_boxes(detections)
         shapes = self.aligner.landmarks(pixels, boxes)
         chips = self.aligner.chips(pixels, shapes, self._chip_size, self._chip_padding)
         embeddings = self.embedder.embed(chips)
@@ -60,24 +62,9 @@ class Analyzer:
         faces.sort(key=lambda f: (f.boundary.top, f.boundary.left))
         return faces
 
-    def _detect(self, decoded: DecodedImage) -> list[Detection]:
-        """Detect on a copy no larger than ``detect_max_side``; return boxes in full-resolution pixels."""
-        longest = max(decoded.width, decoded.height)
-        scale = min(1.0, self.config.detect_max_side / longest)
-        if scale < 1.0:
-            size = (max(1, round(decoded.width * scale)), max(1, round(decoded.height * scale)))
-            pixels = np.asarray(decoded.image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
-            scale_x, scale_y = size[0] / decoded.width, size[1] / decoded.height
-        else:
-            pixels, scale_x, scale_y = decoded.pixels, 1.0, 1.0
-        upsample = upsample_for(self.config.min_face_px, scale, self.config.max_upsample)
-        found = self.detector.detect(pixels, upsample)
-        if scale_x == 1.0 and scale_y == 1.0:
-            return found
-        return [
-            Detection(d.left / scale_x, d.top / scale_y, d.right / scale_x, d.bottom / scale_y, d.score)
-            for d in found
-        ]
+    def detect(self, decoded: DecodedImage) -> list[Detection]:
+        """Face boxes in the image's displayed pixels, found by the configured detection strategy."""
+        return self.detector.detect(decoded.image)
 
     def _face(
         self,
@@ -94,13 +81,21 @@ class Analyzer:
         face_px = min(detection.right - detection.left, detection.bottom - detection.top)
         return Face(
             boundary=boundary,
-            confidence=self.detector.confidence(detection.score),
+            confidence=detection.confidence,
             quality=face_quality(face_px, sharp, pose),
             sharpness=sharp,
             head_pose=pose,
             landmarks=landmarks,
             embedding=embedding,
         )
+
+
+def dlib_boxes(detections: list[Detection]) -> list[dlib.rectangle]:
+    """dlib's rectangles (right and bottom inclusive) for the landmark model."""
+    return [
+        dlib.rectangle(round(d.left), round(d.top), round(d.right) - 1, round(d.bottom) - 1)
+        for d in detections
+    ]
 
 
 def _clipped_boundary(detection: Detection, width: int, height: int) -> Boundary:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DETECTORS = ("hog", "cnn")
+DETECTORS = ("accurate", "hog", "cnn")
 
 
 @dataclass(frozen=True)
 class AnalyzerConfig:
     """Frozen, hence hashable: one Analyzer (and one set of loaded models) per distinct config.
 
-    - ``detector``: ``hog`` (dlib's frontal HOG detector, fast on CPU) or ``cnn`` (dlib's MMOD CNN, finds
-      more turned faces but takes seconds per megapixel on CPU).
+    - ``detector``: ``accurate`` (MMOD CNN where its budget allows, HOG checked by MMOD below; see
+      ``strategy``), ``hog`` (dlib's frontal HOG detector alone: fast, misses turned faces) or ``cnn``
+      (dlib's MMOD CNN alone, enlarged for ``min_face_px``: seconds per megapixel on CPU).
     - ``max_image_pixels``: images declaring more pixels are refused as ImageTooLarge before decoding.
     - ``detect_max_side``: larger images are downscaled to this longest side for detection only; faces are
       still landmarked and embedded from the full-resolution image.
@@ -20,13 +21,16 @@ class AnalyzerConfig:
       the detection image is upsampled (both detectors find faces of about 80 px natively).
     - ``max_upsample``: a cap on those doublings, because each one quadruples time and memory (two doublings
       of a 2048 px image take about 4 s and 500 MB with HOG). Past the cap, the smallest face found grows.
+    - ``mirror``: each descriptor is the average of the face's and its mirror image's (``MirroredEmbedder``):
+      twice the descriptor time; the embedder's name changes with it, so stored vectors never mix.
     """
 
-    detector: str = "hog"
+    detector: str = "accurate"
     max_image_pixels: int = 100_000_000
     detect_max_side: int = 2048
     min_face_px: int = 40
     max_upsample: int = 2
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

