@@ -175,29 +175,46 @@ def parse_config(spec: str):
     return Analyzer(config, detector=Accurate(config, AccuratePlan(**plan_args)) if plan_args else None)
 
 
-def run(folder: Path, photos: list[Photo], spec: str) -> Tally:
+@dataclass
+class Outcome:
+    photo: Photo
+    boxes: np.ndarray  # (n, 4) detections, left top right bottom
+    cpu: float
+    wall: float
+    error: bool
+
+
+def run(folder: Path, photos: list[Photo], spec: str) -> list[Outcome]:
     from tqdm import tqdm
 
     from facegroup.faces import ImageError, decode_image
 
     analyzer = parse_config(spec)
-    config = analyzer.config
-    tally = Tally(np.zeros(len(BANDS)), np.zeros(len(BANDS)))
+    outcomes = []
     for photo in tqdm(photos, desc=spec, unit="photo", leave=False):
         data = (folder / photo.path).read_bytes()
         cpu, wall = time.process_time(), time.perf_counter()
+        error = False
         try:
-            decoded = decode_image(data, max_pixels=config.max_image_pixels)
+            decoded = decode_image(data, max_pixels=analyzer.config.max_image_pixels)
             found = analyzer.detect(decoded)
         except ImageError:
-            tally.errors += 1
-            found = []
-        tally.cpu += time.process_time() - cpu
-        tally.wall += time.perf_counter() - wall
-        tally.photos += 1
+            error, found = True, []
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         boxes = np.array([(d.left, d.top, d.right, d.bottom) for d in found], float).reshape(-1, 4)
-        score_photo(photo, boxes, tally)
-    return tally
+        outcomes.append(Outcome(photo, boxes, cpu, wall, error))
+    return outcomes
+
+
+def tally(outcomes: list[Outcome]) -> Tally:
+    total = Tally(np.zeros(len(BANDS)), np.zeros(len(BANDS)))
+    for outcome in outcomes:
+        score_photo(outcome.photo, outcome.boxes, total)
+        total.cpu += outcome.cpu
+        total.wall += outcome.wall
+        total.photos += 1
+        total.errors += outcome.error
+    return total
 
 
 QUALITY_BANDS = (0, 32, 40, 48, 64, 75, 100, None)
@@ -248,6 +265,7 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, help="use the first N photos (sorted by path)")
     parser.add_argument("--subset", choices=("all", "tune", "check"), default="all")
+    parser.add_argument("--halves", action="store_true", help="also print the tune and check halves")
     parser.add_argument("--quality", action="store_true", help="FaceQuality by face size, first config")
     args = parser.parse_args()
 
@@ -269,9 +287,14 @@ def main() -> None:
         f"{len(photos)} photos of {args.folder} (subset {args.subset}); dlib {dlib.__version__}, "
         f"BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}"
     )
-    tallies = {spec: run(args.folder, photos, spec) for spec in specs}
-    totals = next(iter(tallies.values())).total
-    counts = "  ".join(f"{label} {int(n)}" for (_, _, label), n in zip(BANDS, totals, strict=True))
+    results = {spec: run(args.folder, photos, spec) for spec in specs}
+    rows: list[tuple[str, Tally]] = []
+    for spec, outcomes in results.items():
+        rows.append((spec, tally(outcomes)))
+        if args.subset == "all" and args.halves:
+            for half in ("tune", "check"):
+                rows.append((f"  {half} half", tally([o for o in outcomes if in_subset(o.photo.path, half)])))
+    counts = "  ".join(f"{label} {int(n)}" for (_, _, label), n in zip(BANDS, rows[0][1].total, strict=True))
     print(f"valid faces by shorter side: {counts}; recall at IoU >= {MATCH_IOU}\n")
     width = max(24, *(len(s) for s in specs))
     head = " ".join(f"{label:>6}" for _, _, label in BANDS)
@@ -279,10 +302,10 @@ def main() -> None:
         f"{'config':<{width}} {head} {'false/ph':>8} {'unmatch/ph':>10} {'dets/ph':>7} "
         f"{'cpu s/ph':>8} {'wall s/ph':>9}"
     )
-    for spec, t in tallies.items():
+    for name, t in rows:
         recall = " ".join(f"{f / max(1, n):6.3f}" for f, n in zip(t.found, t.total, strict=True))
         print(
-            f"{spec:<{width}} {recall} {t.false / t.photos:8.3f} {t.unmatched / t.photos:10.3f} "
+            f"{name:<{width}} {recall} {t.false / t.photos:8.3f} {t.unmatched / t.photos:10.3f} "
             f"{t.detections / t.photos:7.2f} {t.cpu / t.photos:8.3f} {t.wall / t.photos:9.3f}"
             + (f"  ({t.errors} unreadable)" if t.errors else "")
         )

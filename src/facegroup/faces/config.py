@@ -19,8 +19,10 @@ class AnalyzerConfig:
       still landmarked and embedded from the full-resolution image.
     - ``min_face_px``: the smallest face side, in original pixels, detection must find; it sets how often
       the detection image is upsampled (both detectors find faces of about 80 px natively).
-    - ``max_upsample``: a cap on those doublings, because each one quadruples time and memory (two doublings
-      of a 2048 px image take about 4 s and 500 MB with HOG). Past the cap, the smallest face found grows.
+    - ``max_upsample``: a cap on those doublings, because each one quadruples time and memory. One doubling
+      reaches 40 px faces in photos up to ``detect_max_side`` (2048 px); a 12-MP phone photo (4000 px,
+      detected at 2048) then finds faces from ~78 px, where a second doubling (HOG over 8192x6144 px, ~12 s
+      and 500 MB) would reach 40 px. Past the cap, the smallest face found grows.
     - ``mirror``: each descriptor is the average of the face's and its mirror image's (``MirroredEmbedder``):
       twice the descriptor time; the embedder's name changes with it, so stored vectors never mix.
     """
@@ -29,7 +31,7 @@ class AnalyzerConfig:
     max_image_pixels: int = 100_000_000
     detect_max_side: int = 2048
     min_face_px: int = 40
-    max_upsample: int = 2
+    max_upsample: int = 1
     mirror: bool = False
 
     def __post_init__(self) -> None:

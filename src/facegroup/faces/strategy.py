@@ -4,10 +4,11 @@
   enlarged (whole doublings) until a face of ``min_face_px`` reaches the detector's 80 px window.
 - ``accurate`` (the default): dlib's MMOD CNN finds turned, blurred and partly hidden faces that HOG misses,
   but costs ~30 times as much per pixel, so it cannot look at a whole photo enlarged enough for 40 px faces.
-  It looks at the whole photo at the largest scale ``mmod_budget_px`` allows (native for a 1024x768 photo:
-  faces from ~80 px). Below that size HOG proposes faces at a low threshold; confident proposals are kept,
-  weak ones are shown to MMOD again on a small enlarged crop and kept only if it finds a face there. A photo
-  small enough for MMOD to see whole at the scale of ``min_face_px`` gets that single pass and nothing else.
+  It looks at the whole photo at its own scale, or shrunk to ``mmod_budget_px`` (a 12-MP photo to a quarter:
+  faces from ~310 px). Below the size MMOD saw, HOG (on grey pixels: as good, half the time) proposes faces
+  down to ``min_face_px`` at a low threshold; confident proposals are kept, weak ones are shown to MMOD again
+  on a small crop scaled so the face fills its window, and kept only if it finds a face there. Weak
+  proposals MMOD already saw (large enough) or that overlap a face already found get no second look.
   Boxes of all passes merge by non-maximum suppression, the more confident box winning.
 """
 
@@ -100,13 +101,9 @@ class Accurate:
         plan, config = self._plan, self._config
         scale = detection_scale(image, config.detect_max_side)
         upsample = upsample_for(config.min_face_px, scale, config.max_upsample)
-        smallest = NATIVE_MIN_FACE_PX / (scale * 2**upsample)  # original pixels: what HOG can reach
-        wanted = NATIVE_MIN_FACE_PX / smallest  # the scale at which MMOD would reach it too
         affordable = math.sqrt(plan.mmod_budget_px / (image.width * image.height))
-        mmod_scale = min(wanted, affordable)
+        mmod_scale = min(1.0, affordable)  # shrunk to the budget, never enlarged: HOG is cheaper below 80 px
         found = self._whole(image, mmod_scale)
-        if mmod_scale == wanted:
-            return merge(found, plan.overlap)  # MMOD saw every size asked for: HOG would add nothing
         reach = NATIVE_MIN_FACE_PX / mmod_scale  # the smallest face MMOD's pass saw, original pixels
         grey = resized(image.convert("L"), scale)
         sx, sy = grey.shape[1] / image.width, grey.shape[0] / image.height
