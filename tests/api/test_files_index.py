@@ -21,8 +21,8 @@ from live_indexing import batch_index, get_files, index_and_wait, indexing_serve
 from PIL import Image
 from sqlalchemy import func, select
 
-from facegroup.faces import get_analyzer
-from facegroup.settings import NotifyTopic
+from facegroup.services.analysis import analyzer_for
+from facegroup.settings import NotifyTopic, Settings
 from facegroup.store import Dataset, Figure, File
 from photo_testkit import write_photo_set
 
@@ -64,7 +64,7 @@ def indexed(server, photos):
 
 def test_each_photo_is_indexed_with_the_faces_the_pipeline_finds(indexed, photos):
     project, dataset, _, files = indexed
-    analyzer = get_analyzer()
+    analyzer = analyzer_for(Settings())
     for name, path in photos.good.items():
         file = files[photos.uri(name)]
         expected = analyzer.analyze(path.read_bytes())
