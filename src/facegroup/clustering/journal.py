@@ -13,6 +13,8 @@ from facegroup.clustering.smoothing import forget
 from facegroup.clustering.state import INDEPENDENT, ClusterState, face_key
 from facegroup.clustering.types import ClusterOutcome, FaceOutcome, MergeOutcome, Result
 
+_BLOCK = 32_768
+
 
 class Journal:
     def __init__(self, state: ClusterState) -> None:
@@ -79,15 +81,16 @@ class Journal:
         out = np.zeros(len(rows))
         codes = st.cluster.data[rows]
         inside = codes >= 0
-        if inside.any():
+        span = cfg.confidence_ceiling - cfg.confidence_floor
+        where = np.flatnonzero(inside)
+        for lo in range(0, len(where), _BLOCK):  # in blocks, to bound memory at a million faces
+            part = where[lo : lo + _BLOCK]
             assert st.sums is not None
-            vec = st.smoothed(rows[inside]).astype(np.float64)
-            sums = st.sums.data[codes[inside]]
-            n = st.counts.data[codes[inside]].astype(np.float64)
-            dots = np.einsum("ij,ij->i", vec, sums)
+            vec = st.smoothed(rows[part]).astype(np.float64)
+            dots = np.einsum("ij,ij->i", vec, st.sums.data[codes[part]])
+            n = st.counts.data[codes[part]].astype(np.float64)
             mean_other = np.where(n > 1, (dots - 1.0) / np.maximum(n - 1, 1), 1.0)
-            span = cfg.confidence_ceiling - cfg.confidence_floor
-            out[inside] = np.clip((mean_other - cfg.confidence_floor) / span, 0.0, 1.0)
+            out[part] = np.clip((mean_other - cfg.confidence_floor) / span, 0.0, 1.0)
         out[st.pinned.data[rows] & inside] = 1.0
         return np.round(out, 4)
 

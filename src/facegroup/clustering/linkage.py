@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_CHUNK = 1 << 18  # edges per block when gathering vectors, to bound memory at a million faces
+_CHUNK = 1 << 16  # edges per block when gathering vectors (2 x 32 MB), to bound memory at a million faces
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ def _edge_similarity(
 
 
 def _canonical(u: np.ndarray, v: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
-    """Edges as unique (low, high) pairs without self-loops, in a fixed order."""
+    """Edges as unique (low, high) pairs without self-loops, in a fixed order (int32 unit indices)."""
     lo, hi = np.minimum(u, v), np.maximum(u, v)
     keep = lo != hi
     keys = np.unique(lo[keep].astype(np.int64) * n_units + hi[keep])
-    return keys // n_units, keys % n_units
+    return (keys // n_units).astype(np.int32), (keys % n_units).astype(np.int32)
 
 
 def _pair_keys(a: np.ndarray, b: np.ndarray, n_units: int) -> np.ndarray:
@@ -109,6 +109,8 @@ def average_linkage(
     n = len(counts)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    if n >= np.iinfo(np.int32).max:
+        raise ValueError(f"too many units for one linkage: {n}")
     # Group sums are accumulated in place: in the caller's float32 array if it may be overwritten.
     sums = np.asarray(sums, dtype=np.float32) if overwrite_sums else np.array(sums, dtype=np.float32)
     size = np.asarray(counts, dtype=np.float64).copy()
@@ -138,14 +140,14 @@ def average_linkage(
         if not len(u):
             break
         # Each unit's best neighbour: highest similarity, ties to the lowest index.
-        src = np.concatenate([u, v])
-        dst = np.concatenate([v, u])
-        s = np.concatenate([sim, sim])
         best = np.full(n, -np.inf)
-        np.maximum.at(best, src, s)
-        top = s == best[src]
+        np.maximum.at(best, u, sim)
+        np.maximum.at(best, v, sim)
         partner = np.full(n, n, dtype=np.int64)
-        np.minimum.at(partner, src[top], dst[top])
+        top = sim == best[u]
+        np.minimum.at(partner, u[top], v[top])
+        top = sim == best[v]
+        np.minimum.at(partner, v[top], u[top])
         has = partner < n
         mutual = np.flatnonzero(has)
         mutual = mutual[(partner[partner[mutual]] == mutual) & (mutual < partner[mutual])]
@@ -156,9 +158,9 @@ def average_linkage(
         size[keep] += size[gone]
         established[keep] |= established[gone]
         name[keep] = np.maximum(name[keep], name[gone])
-        step = np.arange(n, dtype=np.int64)
+        step = np.arange(n, dtype=np.int32)
         step[gone] = keep
-        root = step[root]
+        root = step[root].astype(np.int64)
         if len(cl):
             cl = step[cl]
         merged = np.zeros(n, bool)
