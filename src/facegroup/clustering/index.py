@@ -154,12 +154,14 @@ class FaceIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FaceIndex:
-        header = np.frombuffer(data[:32], dtype=np.int64)
-        if len(header) != 4:
+        if len(data) < 32:
             raise ValueError("not a facegroup face index")
-        dim, ivf_min_faces, nprobe, trained_at = (int(x) for x in header)
+        dim, ivf_min_faces, nprobe, trained_at = (int(x) for x in np.frombuffer(data[:32], dtype=np.int64))
         out = cls(dim, ivf_min_faces=ivf_min_faces, nprobe=nprobe)
-        out._index = faiss.deserialize_index(np.frombuffer(data[32:], dtype=np.uint8))
+        try:
+            out._index = faiss.deserialize_index(np.frombuffer(data[32:], dtype=np.uint8))
+        except RuntimeError as exc:  # faiss reports a damaged stream this way
+            raise ValueError(f"face index is corrupt: {exc}") from exc
         out._trained_at = trained_at
         if trained_at:
             out._index.set_direct_map_type(faiss.DirectMap.Hashtable)
