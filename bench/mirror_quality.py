@@ -14,6 +14,9 @@ descriptor and the mirrored chip's are kept, so every variant clusters exactly t
 
 It prints the engine's pairwise and BCubed scores (batch and in increments, MinFaces 2 and 3) and the
 baselines of bench/quality.py on each variant, and the descriptor time per face with and without mirroring.
+The engine's thresholds were tuned on plain descriptors; ``--join-thresholds`` also clusters each variant
+(batch) at other values of ``join_threshold`` (with ``merge_threshold`` kept 0.01 above it), to compare them
+each at its best.
 Embeddings are cached in bench/.cache/ per folder, detector and embedder.
 """
 
@@ -23,6 +26,7 @@ import argparse
 import hashlib
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +140,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-faces", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--join-thresholds", type=float, nargs="*", default=[], metavar="T")
     args = parser.parse_args()
 
     data = embed_both(args.folder, args.detector)
@@ -159,6 +164,15 @@ def main() -> None:
             for base, (labels, secs) in baselines(embeddings).items():
                 alone = [None if lab == -1 else lab for lab in labels]
                 print(row(f"{name}: {base}", score(truth, alone), secs))
+        for threshold in args.join_thresholds:
+            swept = replace(
+                config,
+                join_threshold=threshold,
+                merge_threshold=max(config.merge_threshold, min(1.0, threshold + 0.01)),
+            )
+            for m in args.min_faces:
+                labels, secs = batch(faces, m, swept)
+                print(row(f"{name}: join {threshold:.3f} MinFaces={m} batch", score(truth, labels), secs))
         print()
 
 
