@@ -103,10 +103,10 @@ def cluster_active_faces(
     # Units: active faces first, then the existing clusters they came close to.
     hit_codes = state.cluster.data[dst]
     codes = np.unique(hit_codes[hit_codes >= 0])
-    code_unit = np.full(len(state.cluster_ids) + 1, -1, np.int64)  # +1: code -1 (independent) maps to -1
+    code_unit = np.full(len(state.cluster_ids) + 1, -1, np.int32)  # +1: code -1 (independent) maps to -1
     code_unit[codes] = n_active + np.arange(len(codes))
     row_unit = code_unit[state.cluster.data]  # clustered rows -> their cluster's unit (or -1)
-    row_unit[active] = np.arange(n_active)
+    row_unit[active] = np.arange(n_active)  # int32 units: half the memory of the edge lists
 
     us, ud = row_unit[src], row_unit[dst]
     ok = (us >= 0) & (ud >= 0) & (us < n_active)

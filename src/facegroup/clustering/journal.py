@@ -6,6 +6,8 @@ whose cluster changed, and which clusters grew, shrank, merged or vanished, with
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from facegroup.clustering.config import ClusteringConfig
@@ -20,6 +22,9 @@ class Journal:
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self.before: dict[int, int | None] = {}  # row -> cluster code before the update (None: new face)
+        # Rows from this one on were added by this update (add_faces appends them in face-id order); they
+        # are tracked as a range, not row by row, which matters when a million faces arrive at once.
+        self.new_from: int | None = None
         self.always_report: set[int] = set()  # new faces and faces the user moved
         self.may_vanish: set[int] = set()  # besides shrunk clusters, clusters that may end up empty
         self.created: list[int] = []
@@ -29,9 +34,9 @@ class Journal:
         self.removed = 0
 
     def note_new(self, rows: np.ndarray) -> None:
-        for row in rows.tolist():
-            self.before[row] = None
-            self.always_report.add(row)
+        if len(rows):
+            assert np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))), "new rows are a range"
+            self.new_from = int(rows[0])
 
     def assign(self, rows: np.ndarray, codes: np.ndarray | int) -> None:
         """Put faces into clusters ``codes`` (or INDEPENDENT), remembering where they were."""
@@ -40,7 +45,8 @@ class Journal:
             return
         codes = np.broadcast_to(np.asarray(codes, np.int64), rows.shape)
         old = self.state.cluster.data[rows]
-        for row, prev in zip(rows.tolist(), old.tolist(), strict=True):
+        known = rows < self.new_from if self.new_from is not None else np.ones(len(rows), bool)
+        for row, prev in zip(rows[known].tolist(), old[known].tolist(), strict=True):
             self.before.setdefault(row, prev)
         moving = old != codes
         self.shrunk.update(np.unique(old[moving & (old >= 0)]).tolist())
@@ -122,16 +128,18 @@ class Journal:
 
     def result(self, cfg: ClusteringConfig, *, report_all: bool = False) -> Result:
         st = self.state
-        rows = [
+        touched = [
             r
             for r, prev in self.before.items()
             if st.alive.data[r] and (report_all or r in self.always_report or prev != st.cluster.data[r])
         ]
-        rows.sort(key=lambda r: face_key(st.face_ids[r]))
+        touched.sort(key=lambda r: face_key(st.face_ids[r]))
+        added = range(len(st.face_ids))[self.new_from :] if self.new_from is not None else range(0)
+        rows = list(heapq.merge(added, touched, key=lambda r: face_key(st.face_ids[r])))
         conf = self.confidence(np.array(rows, np.int64), cfg)
         faces = []
         for row, c in zip(rows, conf.tolist(), strict=True):
-            code, prev = int(st.cluster.data[row]), self.before[row]
+            code, prev = int(st.cluster.data[row]), self.before.get(row)
             faces.append(
                 FaceOutcome(
                     face_id=st.face_ids[row],

@@ -126,6 +126,8 @@ def average_linkage(
     u, v = _canonical(edges[:, 0], edges[:, 1], n)
     how = _Scoring(pair_penalty, threshold, c.cohesion_margin, established)
     sim = _edge_similarity(sums, size, u, v, how)
+    weak = sim < threshold  # most kNN edges: dropped before the rounds make their temporaries
+    u, v, sim = u[~weak], v[~weak], sim[~weak]
     while len(u):
         if len(cl):
             forbidden = np.unique(_pair_keys(cl[:, 0], cl[:, 1], n))
