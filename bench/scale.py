@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--embeddings", type=Path)
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--baselines-at", type=int, default=100_000, help="0 to skip the baselines")
+    ap.add_argument("--baselines", nargs="*", default=["dbscan", "hdbscan"], choices=["dbscan", "hdbscan"])
     ap.add_argument("--baseline-timeout", type=float, default=3600)
     ap.add_argument("--baseline-memory-gb", type=float, default=8.0, help="address-space cap for baselines")
     ap.add_argument("--seed", type=int, default=0)
@@ -208,7 +209,7 @@ def main() -> None:
         )
     if args.baselines_at:
         n = args.baselines_at
-        for kind in ("dbscan", "hdbscan"):
+        for kind in args.baselines:
             worker = ["--worker", kind, str(n), str(model_path), "--seed", str(args.seed)]
             cap = ["--baseline-memory-gb", str(args.baseline_memory_gb)]
             r = child(worker + cap, args.baseline_timeout)
