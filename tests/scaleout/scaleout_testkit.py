@@ -165,9 +165,15 @@ class Deployment:
             self.wait_ready(self.workers[name])
 
     def kill(self, name: str, *, restart: bool = True) -> Worker:
-        """SIGKILL worker ``name``; a new one of that name starts meanwhile (``ensure_workers`` waits)."""
+        """SIGKILL worker ``name``; a new one of that name starts meanwhile (``ensure_workers`` waits).
+
+        The holds set for the killed process are lifted first: its successor reads the same hold files,
+        and would otherwise stop forever on the very job it was handed back (a flaky hang on Redis, where
+        the new process is often ready before the job is delivered again)."""
         worker = self.workers.pop(name)
         worker.kill()
+        for path in self.holds.glob(f"{name}.*"):
+            path.unlink(missing_ok=True)
         self.retired.append(worker)
         if restart:
             self.start_worker(name, wait=False)
