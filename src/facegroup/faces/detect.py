@@ -68,8 +68,8 @@ class HogDetector:
     name = "hog"
 
     def __init__(self) -> None:
-        self._detector = _hog_model()
-        self._lock = threading.Lock()  # dlib's object_detector is not safe for concurrent use
+        # dlib's object_detector is not safe for concurrent use: one lock per model, shared by every user
+        self._detector, self._lock = _hog_model()
 
     def detect(self, pixels: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[Detection]:
         with self._lock:
@@ -92,8 +92,7 @@ class CnnDetector:
     name = "cnn"
 
     def __init__(self) -> None:
-        self._net = _cnn_model()
-        self._lock = threading.Lock()
+        self._net, self._lock = _cnn_model()
 
     def detect(self, pixels: np.ndarray, upsample: int = 0) -> list[Detection]:
         with self._lock:
@@ -115,11 +114,16 @@ class CnnDetector:
         return _logistic(4.0 * score + 1.0)
 
 
-@lru_cache(maxsize=1)
-def _hog_model() -> dlib.fhog_object_detector:
-    return dlib.get_frontal_face_detector()
+# Each model is loaded once per process with the one lock every detector using it holds, so the Analyzers of
+# several configurations (e.g. datasets in accurate and fast mode) share the model and take turns on it.
 
 
 @lru_cache(maxsize=1)
-def _cnn_model() -> dlib.cnn_face_detection_model_v1:
-    return dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
+def _hog_model() -> tuple[dlib.fhog_object_detector, threading.Lock]:
+    return dlib.get_frontal_face_detector(), threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _cnn_model() -> tuple[dlib.cnn_face_detection_model_v1, threading.Lock]:
+    model = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
+    return model, threading.Lock()

@@ -37,8 +37,8 @@ class DlibResNetEmbedder:
     chip_padding = 0.25
 
     def __init__(self) -> None:
-        self._model = _resnet_model()
-        self._lock = threading.Lock()  # a dlib network keeps per-call buffers: one caller at a time
+        # a dlib network keeps per-call buffers: one caller at a time, whichever embedder calls it
+        self._model, self._lock = _resnet_model()
 
     def embed(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
@@ -49,8 +49,10 @@ class DlibResNetEmbedder:
 
 
 @lru_cache(maxsize=1)
-def _resnet_model() -> dlib.face_recognition_model_v1:
-    return dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+def _resnet_model() -> tuple[dlib.face_recognition_model_v1, threading.Lock]:
+    """The model, loaded once per process, and the lock every embedder using it holds."""
+    model = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    return model, threading.Lock()
 
 
 class MirroredEmbedder:
