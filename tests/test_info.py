@@ -1,4 +1,5 @@
-"""`facegroup info` tells which dlib build runs; CI insists on the fast OpenBLAS build."""
+"""`facegroup info` tells which dlib build runs and which detector is configured (accurate unless set);
+CI insists on the fast OpenBLAS build. A bad setting is a one-line error naming it."""
 
 import json
 import os
@@ -8,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from facegroup.cli import main
+from facegroup.faces.config import DETECTORS
+from facegroup.settings import Settings, get_settings
 
 
 def test_info_reports_the_running_dlib_and_pipeline():
@@ -18,6 +21,27 @@ def test_info_reports_the_running_dlib_and_pipeline():
     assert facts["dlib_blas"] is bool(dlib.DLIB_USE_BLAS)
     assert facts["embedder"].endswith("(128-d)")
     assert facts["detector"]
+
+
+def test_the_server_detects_faces_in_accurate_mode_unless_told_otherwise():
+    assert Settings.model_fields["detector"].default == "accurate"
+    assert {Settings(detector=name).detector for name in DETECTORS} == set(DETECTORS)
+    with pytest.raises(ValueError, match="must be one of accurate, hog, cnn, not 'fast'"):
+        Settings(detector="fast")  # a dataset's mode, not a detector
+
+
+def test_a_bad_setting_is_a_one_line_error_naming_it(monkeypatch):
+    monkeypatch.setenv("FACEGROUP_DETECTOR", "yolo")
+    get_settings.cache_clear()
+    try:
+        results = [CliRunner().invoke(main, command) for command in (["info"], ["keys", "list"])]
+    finally:
+        get_settings.cache_clear()
+    for result in results:
+        assert result.exit_code == 1, result.output
+        assert result.output == (
+            "Error: invalid setting FACEGROUP_DETECTOR: must be one of accurate, hog, cnn, not 'yolo'\n"
+        )
 
 
 @pytest.mark.skipif(

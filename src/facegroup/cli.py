@@ -15,7 +15,30 @@ if TYPE_CHECKING:
     from facegroup.settings import Settings
 
 
-@click.group()
+class _Commands(click.Group):
+    """facegroup's commands: a bad FACEGROUP_* setting is a one-line error naming it, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from pydantic import ValidationError
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            raise click.ClickException(_settings_error(exc)) from None
+
+
+def _settings_error(exc: object) -> str:
+    problems = []
+    for error in exc.errors():  # type: ignore[attr-defined]
+        name, *inside = (str(part) for part in error["loc"])
+        where = f"FACEGROUP_{name.upper()}" + "".join(f"[{part}]" for part in inside)
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "invalid setting " + "; ".join(problems)
+
+
+@click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="facegroup")
 def main() -> None:
     """facegroup: group the faces of a photo collection by person."""
@@ -39,8 +62,9 @@ def analyze(paths: tuple[str, ...]) -> None:
     from facegroup.services.analysis import analyzer_config
     from facegroup.settings import get_settings
 
+    settings = get_settings()  # a bad FACEGROUP_* value is reported by _Commands
     try:
-        config = analyzer_config(get_settings())
+        config = analyzer_config(settings)
     except ValueError as exc:
         raise click.ClickException(f"invalid face analysis settings: {exc}") from None
     analyzer = get_analyzer(config)
@@ -81,8 +105,9 @@ def info(as_json: bool) -> None:
     from facegroup.services.analysis import analyzer_config
     from facegroup.settings import get_settings
 
+    settings = get_settings()  # a bad FACEGROUP_* value is reported by _Commands
     try:
-        facts = runtime_info(analyzer_config(get_settings()))
+        facts = runtime_info(analyzer_config(settings))
     except ValueError as exc:
         raise click.ClickException(f"invalid face analysis settings: {exc}") from None
     if as_json:

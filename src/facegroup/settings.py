@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -91,8 +91,11 @@ class Settings(BaseSettings):
     buckets: dict[str, ObjectBucket] = Field(default_factory=dict, description="bucket -> S3 endpoint")
     max_source_bytes: int = Field(default=256 * 2**20, ge=1, description="larger files fail to index")
 
-    # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by the CLI and the services).
-    detector: str = Field(default="hog", description="hog | cnn")
+    # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by services.analysis).
+    detector: str = Field(
+        default="accurate",
+        description="accurate (MMOD CNN + HOG checked by MMOD) | hog (fast, fewer faces) | cnn (MMOD alone)",
+    )
     max_image_pixels: int = Field(default=100_000_000, description="larger images are refused as bombs")
     detect_max_side: int = Field(default=2048, description="images are downscaled to this for detection")
     min_face_px: int = Field(default=40, description="smallest face side (original pixels) to look for")
@@ -135,6 +138,15 @@ class Settings(BaseSettings):
     notify_backoff_seconds: float = Field(default=1.0, gt=0, description="first retry delay, then doubled")
     notify_backoff_max_seconds: float = Field(default=600.0, gt=0, description="longest retry delay")
     notify_poll_seconds: float = Field(default=1.0, gt=0, description="how often the outbox is read")
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        from facegroup.faces.config import DETECTORS  # imports dlib: only when a detector is set
+
+        if value not in DETECTORS:
+            raise ValueError(f"must be one of {', '.join(DETECTORS)}, not {value!r}")
+        return value
 
     @property
     def credentials_path(self) -> Path:

@@ -21,6 +21,7 @@ from facegroup.policy import ADMIN_POLICY
 from facegroup.services import access_keys
 from facegroup.services.database import Database
 from facegroup.settings import Settings
+from photo_testkit import TEST_DETECTOR
 
 WAIT_SECONDS = 180
 
@@ -30,6 +31,7 @@ def indexing_server(
     request: pytest.FixtureRequest, data_dir: Path, backend: str, roots: list[Path], **settings: Any
 ) -> Iterator[LiveFacegroup]:
     url = database_url_for(request, backend, data_dir)
+    settings.setdefault("detector", TEST_DETECTOR)  # HOG alone unless asked otherwise: photo_testkit says why
     config = Settings(data_dir=data_dir, database_url=url, allowed_roots=roots, worker_threads=2, **settings)
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)

@@ -22,7 +22,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from facegroup.services.analysis import analyzer_for
-from facegroup.settings import NotifyTopic, Settings
+from facegroup.settings import NotifyTopic
 from facegroup.store import Dataset, Figure, File
 from photo_testkit import write_photo_set
 
@@ -62,9 +62,9 @@ def indexed(server, photos):
     return project, dataset, event_id, wait_done(client, project, dataset, uris)
 
 
-def test_each_photo_is_indexed_with_the_faces_the_pipeline_finds(indexed, photos):
+def test_each_photo_is_indexed_with_the_faces_the_pipeline_finds(server, indexed, photos):
     project, dataset, _, files = indexed
-    analyzer = analyzer_for(Settings())
+    analyzer = analyzer_for(server.settings)
     for name, path in photos.good.items():
         file = files[photos.uri(name)]
         expected = analyzer.analyze(path.read_bytes())

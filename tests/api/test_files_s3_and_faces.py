@@ -11,7 +11,6 @@ from live_indexing import batch_index, get_files, index_and_wait, indexing_serve
 
 from facegroup.faces.similarity import distance_similarity
 from facegroup.services.analysis import analyzer_for
-from facegroup.settings import Settings
 from photo_testkit import write_photo_set
 from s3_testkit import bucket_settings, closed_port, moto_server, s3_client
 
@@ -59,7 +58,7 @@ def test_s3_and_oss_uris_are_read_through_the_configured_endpoint(server, photos
         "oss://offline/albums/2024/portrait.png",
     ]
     files = index_and_wait(client, project, dataset, uris)
-    analyzer = analyzer_for(Settings())
+    analyzer = analyzer_for(server.settings)
     group, portrait = files[uris[0]], files[uris[1]]
     assert (group.object_status, group.figure_count) == (
         "Indexed",
@@ -112,7 +111,7 @@ def _compare(client, project, uri1, uri2):
 def test_detect_image_faces_gives_the_pipelines_faces_as_figures(server, photos, s3_url):
     client = server.client()
     project, _ = new_dataset(client)
-    expected = analyzer_for(Settings()).analyze(photos.good["group.jpg"].read_bytes()).faces
+    expected = analyzer_for(server.settings).analyze(photos.good["group.jpg"].read_bytes()).faces
     faces = _detect(client, project, photos.uri("group.jpg"))
     assert sorted((f.boundary.left, f.boundary.top, f.boundary.width) for f in faces) == sorted(
         (f.boundary.left, f.boundary.top, f.boundary.width) for f in expected

@@ -26,6 +26,7 @@ from facegroup.services import access_keys
 from facegroup.services.database import Database
 from facegroup.settings import Settings
 from facegroup.web import sign_in_link
+from photo_testkit import TEST_DETECTOR
 
 WAIT_SECONDS = 240
 
@@ -78,6 +79,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         allowed_roots=[folder],
         worker_threads=2,
         min_face_px=80,
+        detector=TEST_DETECTOR,  # HOG alone: photo_testkit says why
         task_poll_seconds=0.1,
     )
     db = Database.connect(url, migrate=True)
