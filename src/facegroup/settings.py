@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     buckets: dict[str, ObjectBucket] = Field(default_factory=dict, description="bucket -> S3 endpoint")
     max_source_bytes: int = Field(default=256 * 2**20, ge=1, description="larger files fail to index")
 
-    # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by services.analysis).
+    # Face analysis (mapped onto facegroup.faces.AnalyzerConfig by services.analysis). ``detector`` is for
+    # every call and every dataset whose FaceDetectionMode WorkflowParameter is ``default``.
     detector: str = Field(
         default="accurate",
         description="accurate (MMOD CNN + HOG checked by MMOD) | hog (fast, fewer faces) | cnn (MMOD alone)",

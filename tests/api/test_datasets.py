@@ -112,6 +112,10 @@ def test_workflow_parameters_set_at_creation(facegroup: LiveFacegroup, project: 
         ('[{"Name":"FigureClusterMinFaces","Value":"101"}]', "from 1 to 100"),
         ('[{"Name":"FigureClusterMinFaces","Value":"three"}]', "from 1 to 100"),
         (
+            '[{"Name":"FaceDetectionMode","Value":"hog"}]',
+            "FaceDetectionMode must be one of default, accurate, fast, not 'hog'",
+        ),
+        (
             '[{"Name":"FigureClusterMinFaces","Value":"2"},{"Name":"FigureClusterMinFaces","Value":"4"}]',
             "more than once",
         ),

@@ -1,4 +1,5 @@
-"""The WorkflowParameters registry: validation, defaults in force, typed reads, and how a later knob is added."""
+"""The WorkflowParameters registry: validation, defaults in force, typed reads, how a later knob is added, and the
+FaceDetectionMode knob (which detector a dataset's photos are analysed with)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 
 from facegroup.protocol.errors import ImmError
 from facegroup.services import workflow_parameters as wp
+from facegroup.services.analysis import analyzer_config
+from facegroup.settings import Settings
 
 
 def test_validated_pairs_are_sorted_strings():
@@ -55,3 +58,42 @@ def test_a_later_feature_registers_its_knob(monkeypatch):
         wp.register(wp.WorkflowParameter("FaceDetector", "hog", wp.choice("hog"), "again"))
     with pytest.raises(ValueError):  # a default its own rule refuses is caught when the knob is declared
         wp.WorkflowParameter("Broken", "0", wp.integer(1, 5), "bad default")
+
+
+def test_face_detection_mode_defaults_to_the_servers_detector():
+    assert wp.setting(None, "FaceDetectionMode") == "default"
+    assert {"Name": "FaceDetectionMode", "Value": "default"} in wp.in_force(None)
+    for mode in wp.FACE_DETECTION_MODES:
+        assert wp.validate([{"Name": "FaceDetectionMode", "Value": mode}])
+        assert wp.setting([{"Name": "FaceDetectionMode", "Value": mode}], "FaceDetectionMode") == mode
+    for bad in ("hog", "cnn", "Fast", ""):  # a mode, not a detector's name; exact words
+        with pytest.raises(
+            ImmError, match="FaceDetectionMode must be one of default, accurate, fast"
+        ) as caught:
+            wp.validate([{"Name": "FaceDetectionMode", "Value": bad}])
+        assert caught.value.code == "InvalidArgument"
+
+
+@pytest.mark.parametrize(
+    ("server", "mode", "detector"),
+    [
+        ("accurate", "default", "accurate"),
+        ("hog", "default", "hog"),
+        ("cnn", None, "cnn"),
+        ("accurate", "fast", "hog"),
+        ("hog", "accurate", "accurate"),
+        ("cnn", "fast", "hog"),
+    ],
+)
+def test_each_mode_selects_a_detector_and_keeps_the_servers_other_knobs(server, mode, detector):
+    settings = Settings(detector=server, min_face_px=60, detect_max_side=1024, max_image_pixels=10**6)
+    config = analyzer_config(settings, mode)
+    assert config.detector == detector
+    assert (config.min_face_px, config.detect_max_side, config.max_image_pixels) == (60, 1024, 10**6)
+    assert {analyzer_config(settings, m).detector for m in wp.FACE_DETECTION_MODES} <= {
+        "accurate",
+        "hog",
+        "cnn",
+    }
+    with pytest.raises(ValueError, match="detection mode"):
+        analyzer_config(settings, "hog")

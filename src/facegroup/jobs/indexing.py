@@ -24,13 +24,15 @@ log = logging.getLogger("facegroup.indexing")
 
 @job(indexing.INDEX_JOB)
 def index_file(ctx: JobContext, payload: Mapping[str, Any]) -> None:
-    analyzer = analyzer_for(ctx.settings)
+    file_id = int(payload["file_id"])
+    # The dataset's FaceDetectionMode, read when its photo is analysed: a change applies to the next photos.
+    analyzer = analyzer_for(ctx.settings, indexing.detection_mode(ctx.db, file_id))
     indexing.analyze_file(
         ctx.db,
         sources_for(ctx.settings),
         metrics.counting_photos(analyzer.analyze),  # photos/s and faces/s of this worker
         analyzer.embedder.name,
-        int(payload["file_id"]),
+        file_id,
         str(payload.get("event_id") or ""),
         max_attempts=ctx.settings.task_max_attempts,
     )

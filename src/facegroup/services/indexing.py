@@ -34,6 +34,7 @@ from facegroup.jobs.submission import submit
 from facegroup.notify import enqueue, envelope, notification_topics
 from facegroup.protocol.errors import ImmError
 from facegroup.protocol.times import format_time
+from facegroup.services import workflow_parameters
 from facegroup.services.database import Database
 from facegroup.services.datasets import find_dataset
 from facegroup.services.files import tombstone_figures
@@ -160,6 +161,17 @@ def requeue_pending(db: Database) -> int:
 class _Claimed:
     uri: str
     fingerprint: str | None
+
+
+def detection_mode(db: Database, file_id: int) -> str:
+    """The ``FaceDetectionMode`` in force in the dataset of file ``file_id`` (``default`` if it is gone)."""
+    with db.read() as session:
+        parameters = session.scalar(
+            select(Dataset.workflow_parameters)
+            .join(File, File.dataset_id == Dataset.id)
+            .where(File.id == file_id)
+        )
+    return workflow_parameters.setting(parameters, workflow_parameters.FACE_DETECTION_MODE.name)
 
 
 def analyze_file(

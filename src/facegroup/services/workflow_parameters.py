@@ -116,6 +116,20 @@ AUTO_CLUSTERING_TOPIC = register(
     )
 )
 
+# Which faces indexing looks for (services.analysis maps the mode to a detector). ``default`` is the server's
+# FACEGROUP_DETECTOR (``accurate`` unless its operator chose otherwise), so a dataset that never set the mode
+# follows the server, and GetDataset -> UpdateDataset round trips never pin the server's current choice.
+FACE_DETECTION_MODES = ("default", "accurate", "fast")
+FACE_DETECTION_MODE = register(
+    WorkflowParameter(
+        "FaceDetectionMode",
+        default="default",
+        parse=choice(*FACE_DETECTION_MODES),
+        description="how photos indexed from then on are searched for faces: default (the server's "
+        "detector), accurate (MMOD CNN + HOG) or fast (HOG alone: several times faster, fewer faces)",
+    )
+)
+
 
 def validate(raw: Any, *, parameter: str = "WorkflowParameters") -> list[dict[str, str]]:
     """The pairs a client sent, checked: ``[{"Name": ..., "Value": ...}]``, known names, good values.
