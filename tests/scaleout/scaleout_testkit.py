@@ -32,6 +32,7 @@ from facegroup.policy import ADMIN_POLICY
 from facegroup.services import access_keys
 from facegroup.services.database import Database
 from facegroup.settings import Settings
+from photo_testkit import TEST_DETECTOR
 from task_testkit import sdk_client, serve
 
 BROKERS = {"redis": "redis://127.0.0.1:6379/0", "amqp": "amqp://guest:guest@127.0.0.1:5672//"}
@@ -295,6 +296,7 @@ def deployment(
         "broker_visibility_timeout": 10.0,
         "allowed_roots": [folder],
         "min_face_px": 80,  # the test photos' faces are 90 px and more: no upsampling, a faster suite
+        "detector": TEST_DETECTOR,  # HOG alone: photo_testkit says why
         "task_lease_seconds": 3.0,
         "task_poll_seconds": 0.2,
         "log_format": "json",
