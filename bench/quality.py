@@ -1,6 +1,7 @@
 """How well facegroup groups real faces, beside the usual open-source baselines. Prints figures only.
 
     .venv/bin/python bench/quality.py ../shared/eval/dev [--embeddings FILE] [--increments 10] [--orders 3]
+        [--split a|b|both]
 
 Embeddings come from ``facegroup.faces`` (cached in bench/.cache/); ``--embeddings`` takes a precomputed npz
 instead. For MinFaces 2 and 3 it prints facegroup clustering everything in one update ("batch") and the same
@@ -10,11 +11,17 @@ if its cluster id changed other than by a merge (following merge survivors). The
 the same embeddings: dlib's Chinese whispers (0.5), DBSCAN (eps 0.5, min_samples 3), HDBSCAN
 (min_cluster_size 2) and average linkage cut at 0.55, all on the raw embeddings as those tools use them.
 Faces left independent (or labelled noise) count as clusters of their own.
+
+``--split`` guards against tuning to this one set: it splits the people (not the photos) in two halves by a
+hash of the identity name (sha256, even/odd first byte: fixed, independent of order and of the set's size) and
+runs everything on each half alone ("a", "b", or "both" one after the other). Tune on one half, confirm on
+the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -32,6 +39,22 @@ def new_faces(faces: LabeledFaces, indices: np.ndarray) -> list[NewFace]:
         NewFace(int(i), faces.embeddings[i], str(faces.paths[i]), float(faces.quality[i]))
         for i in indices.tolist()
     ]
+
+
+def half_of(identity: str) -> str:
+    """Which half of the people an identity falls in: "a" or "b", by a hash of its name."""
+    return "ab"[hashlib.sha256(identity.encode()).digest()[0] & 1]
+
+
+def subset(faces: LabeledFaces, keep: np.ndarray) -> LabeledFaces:
+    return LabeledFaces(
+        faces.paths[keep],
+        faces.identities[keep],
+        faces.embeddings[keep],
+        faces.quality[keep],
+        faces.source,
+        faces.missing,
+    )
 
 
 def labels_of(state, n: int) -> list[str | None]:
@@ -122,9 +145,25 @@ def main() -> None:
     )
     ap.add_argument("--min-faces", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument(
+        "--split",
+        choices=["a", "b", "both"],
+        help="run on one half of the people (by a hash of the name), or on each half in turn",
+    )
     args = ap.parse_args()
 
     faces = load_faces(args.folder, args.embeddings, args.detector)
+    if args.split is None:
+        report(faces, args)
+        return
+    halves = np.array([half_of(str(i)) for i in faces.identities])
+    for half in ["a", "b"] if args.split == "both" else [args.split]:
+        print(f"=== half {half} of the people (--split {half}) ===")
+        report(subset(faces, halves == half), args)
+        print()
+
+
+def report(faces: LabeledFaces, args: argparse.Namespace) -> None:
     truth = faces.identities.tolist()
     people, counts = np.unique(faces.identities, return_counts=True)
     config = ClusteringConfig()
