@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from facegroup.api.bootstrap import build_app  # noqa: E402
 from facegroup.api.server import bound_socket, build_server  # noqa: E402
 from facegroup.client import ImmClient  # noqa: E402
+from facegroup.faces.config import DETECTORS  # noqa: E402
 from facegroup.policy import ADMIN_POLICY  # noqa: E402
 from facegroup.services import access_keys  # noqa: E402
 from facegroup.services.analysis import analyzer_for  # noqa: E402
@@ -95,6 +96,7 @@ def celery_workers(settings: Settings, count: int, logs: Path):
         "FACEGROUP_BROKER_NAMESPACE": settings.broker_namespace,
         "FACEGROUP_ALLOWED_ROOTS": json.dumps([str(root) for root in settings.allowed_roots]),
         "FACEGROUP_DATA_DIR": str(settings.data_dir),
+        "FACEGROUP_DETECTOR": settings.detector,
         "FACEGROUP_LOG_FORMAT": "json",
     }
     processes = []
@@ -174,7 +176,7 @@ def count_outcomes(db: Database) -> tuple[int, int, int]:
 def run_mode(mode: str, files: list[Path], root: Path, args, work: Path) -> tuple[float, int, int, int]:
     data = work / mode
     data.mkdir()
-    common = {"data_dir": data, "allowed_roots": [root]}
+    common = {"data_dir": data, "allowed_roots": [root], "detector": args.detector}
     if mode == "embedded":
         settings = Settings(**common, worker_threads=args.cores)
         analyzer_for(settings)  # the pool's models, loaded before the clock starts
@@ -230,8 +232,8 @@ def forget_namespace(settings: Settings) -> None:
         app.close()
 
 
-def raw_dlib(files: list[Path]) -> float:
-    pipeline = DlibDirect("hog")
+def raw_dlib(files: list[Path], detector: str) -> float:
+    pipeline = DlibDirect(detector)
     began = time.perf_counter()
     for path in files:
         pipeline.faces(path)
@@ -254,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
         help="a PostgreSQL URL allowed to create the scratch databases of the Celery modes",
     )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0", help="redis:// or amqp://")
+    parser.add_argument(
+        "--detector", choices=DETECTORS, default=Settings().detector, help="the servers' and the reference's"
+    )
     args = parser.parse_args(argv)
 
     root = args.directory.resolve()
@@ -262,15 +267,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no images under {root}")
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     print(
-        f"{len(files)} photos from {root}; {os.cpu_count()} cores; broker {args.broker}; "
+        f"{len(files)} photos from {root}; detector {args.detector}; {os.cpu_count()} cores; broker {args.broker}; "
         f"load average at start {os.getloadavg()[0]:.1f}\n"
     )
-    raw = [raw_dlib(files)]
+    raw = [raw_dlib(files, args.detector)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="facegroup-bench-") as work:
         for mode in modes:
             rows.append((mode, *run_mode(mode, files, root, args, Path(work))))
-    raw.append(raw_dlib(files))
+    raw.append(raw_dlib(files, args.detector))
     per_core = len(files) / (sum(raw) / len(raw))
     print(f"raw dlib, one core: {per_core:.2f} photos/s (runs of {raw[0]:.1f} s and {raw[1]:.1f} s)\n")
     print(
