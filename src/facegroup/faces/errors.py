@@ -21,5 +21,8 @@ class ImageError(Exception):
     def reason(self) -> str:
         return f"[{self.code}] {self.message}"
 
+    def __reduce__(self):  # pickled across processes (jobs.face_analysis): both fields, not just args
+        return (type(self), (self.code, self.message))
+
     def __repr__(self) -> str:
         return f"ImageError({self.code!r}, {self.message!r})"

@@ -74,7 +74,8 @@ def _run(settings: Settings, options: WorkerOptions) -> int:
     signals.setup_logging.connect(
         lambda **_: configure_logging(settings.log_format, options.log_level), weak=False
     )
-    signals.worker_process_init.connect(lambda **_: _start_process(settings, app), weak=False)
+    concurrency = options.concurrency or os.cpu_count() or 1
+    signals.worker_process_init.connect(lambda **_: _start_process(settings, app, concurrency), weak=False)
     signals.worker_process_shutdown.connect(lambda **_: _stop_process(), weak=False)
     if options.metrics_port:
         from facegroup.observability.metrics import serve_worker_metrics
@@ -85,7 +86,7 @@ def _run(settings: Settings, options: WorkerOptions) -> int:
             raise WorkerError(f"cannot serve metrics on port {options.metrics_port}: {exc}") from None
     worker = app.Worker(
         hostname=options.name or default_node_name(),
-        concurrency=options.concurrency or os.cpu_count() or 1,
+        concurrency=concurrency,
         pool="prefork",
         queues=list(Queues.of(settings).names),
         loglevel=options.log_level.upper(),
@@ -178,8 +179,11 @@ class _Sender:
 _process: _Process | None = None
 
 
-def _start_process(settings: Settings, app: Any) -> None:
+def _start_process(settings: Settings, app: Any, concurrency: int) -> None:
     global _process
+    from facegroup.jobs.face_analysis import share_cores
+
+    share_cores(concurrency)
     _process = _Process(settings, app)
     log.info("worker process %s ready", _process.owner)
 

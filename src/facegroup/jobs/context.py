@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from facegroup.jobs.face_analysis import FaceAnalysis, InProcessAnalysis
 from facegroup.services.database import Database
 from facegroup.services.tasks import LeaseLost, finish_task, report_progress
 from facegroup.settings import Settings
@@ -37,6 +38,7 @@ class JobContext:
         task_id: str | None = None,
         owner: str | None = None,
         attempt: int = 1,
+        faces: FaceAnalysis | None = None,
     ) -> None:
         self.job_name = job_name
         self.payload = payload
@@ -45,6 +47,7 @@ class JobContext:
         self.task_id = task_id
         self.owner = owner
         self.attempt = attempt  # 2 and more: an earlier run was cut short, so the job must be idempotent
+        self.faces = faces or InProcessAnalysis(settings)  # where face analysis runs (jobs.face_analysis)
         self.finished = False
         self._stopping = stopping
         self._lost = threading.Event()

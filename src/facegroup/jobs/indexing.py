@@ -7,6 +7,7 @@ whose jobs died with an earlier process.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,6 @@ from facegroup.jobs.context import JobContext
 from facegroup.jobs.registry import job
 from facegroup.observability import metrics
 from facegroup.services import indexing
-from facegroup.services.analysis import analyzer_for
 from facegroup.services.database import Database
 from facegroup.sources import sources_for
 
@@ -26,12 +26,13 @@ log = logging.getLogger("facegroup.indexing")
 def index_file(ctx: JobContext, payload: Mapping[str, Any]) -> None:
     file_id = int(payload["file_id"])
     # The dataset's FaceDetectionMode, read when its photo is analysed: a change applies to the next photos.
-    analyzer = analyzer_for(ctx.settings, indexing.detection_mode(ctx.db, file_id))
+    mode = indexing.detection_mode(ctx.db, file_id)
     indexing.analyze_file(
         ctx.db,
         sources_for(ctx.settings),
-        metrics.counting_photos(analyzer.analyze),  # photos/s and faces/s of this worker
-        analyzer.embedder.name,
+        # photos/s and faces/s of this worker; ctx.faces says in which process the analysis runs
+        metrics.counting_photos(functools.partial(ctx.faces.analyze, mode)),
+        ctx.faces.embedder_name(mode),
         file_id,
         str(payload.get("event_id") or ""),
         max_attempts=ctx.settings.task_max_attempts,

@@ -1,9 +1,9 @@
 """The embedded default: a pool of worker threads in the server process, fed by submissions and by the
 task table.
 
-Threads, not processes: the heavy work (dlib's detector and ResNet, numpy, faiss) runs in C++ with the
-GIL released, so threads use every core while sharing one copy of the face models (~100 MB) and one
-database engine; processes would load the models once each and need their own connections. A job that
+Threads share one database engine and run the jobs' database work, numpy and faiss (which release the
+GIL). dlib does not release it, so the photos' face analysis leaves the threads for child processes, one per
+thread, each with its own copy of the models (jobs.face_analysis): every core analyses photos. A job that
 holds the GIL for long (pure Python loops) slows the API thread, so jobs keep such loops small.
 
 Beside the workers run two helper threads. The heartbeat renews the leases of the running tasks every
@@ -28,6 +28,7 @@ from typing import Any
 
 from facegroup.jobs.catalog import load_jobs
 from facegroup.jobs.context import JobContext
+from facegroup.jobs.face_analysis import ChildProcessAnalysis
 from facegroup.jobs.registry import get_job, job_names
 from facegroup.jobs.runner import JobRunner
 from facegroup.jobs.submission import install_backend, uninstall_backend
@@ -75,6 +76,8 @@ class LocalWorkerPool:
         self._workers: list[threading.Thread] = []
         self._helpers: list[threading.Thread] = []
         self._last_purge: float | None = None
+        # dlib holds the GIL: the threads analyse photos in as many child processes (jobs.face_analysis)
+        self._faces = ChildProcessAnalysis(settings, processes=self._threads)
         self._runner = JobRunner(
             db=db,
             settings=settings,
@@ -83,6 +86,7 @@ class LocalWorkerPool:
             stopping=self._stopping,
             on_start=self._started,
             on_end=self._ended,
+            faces=self._faces,
         )
 
     # --- the backend interface ----------------------------------------------------------------------
@@ -126,6 +130,7 @@ class LocalWorkerPool:
         deadline = time.monotonic() + timeout
         for thread in self._workers + self._helpers:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._faces.close()  # after the threads: the analyses they waited for have ended
         with self._lock:
             left = list(self._running.values())
         for ctx in left:  # a job that ignores check(): its late end will find the lease gone

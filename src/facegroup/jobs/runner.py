@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facegroup.jobs.context import JobContext, JobInterrupted
+from facegroup.jobs.face_analysis import FaceAnalysis
 from facegroup.jobs.registry import get_job
 from facegroup.observability import metrics
 from facegroup.protocol.errors import ImmError
@@ -40,6 +41,7 @@ class JobRunner:
     stopping: threading.Event = field(default_factory=threading.Event)
     on_start: Callable[[JobContext], None] = lambda ctx: None
     on_end: Callable[[JobContext], None] = lambda ctx: None
+    faces: FaceAnalysis | None = None  # where indexing jobs analyse photos; None: in this process
 
     def run(self, job_name: str, payload: dict[str, Any]) -> str:
         """Run one submission; returns its outcome (succeeded, failed, interrupted, or skipped: a task
@@ -72,7 +74,12 @@ class JobRunner:
             return "skipped"
         if not spec.task:
             ctx = JobContext(
-                job_name=job_name, payload=payload, db=self.db, settings=self.settings, stopping=self.stopping
+                job_name=job_name,
+                payload=payload,
+                db=self.db,
+                settings=self.settings,
+                stopping=self.stopping,
+                faces=self.faces,
             )
             try:
                 spec.func(ctx, payload)
@@ -108,6 +115,7 @@ class JobRunner:
             task_id=task_id,
             owner=self.owner,
             attempt=claim.attempt,
+            faces=self.faces,
         )
         self.on_start(ctx)
         outcome = "failed"
