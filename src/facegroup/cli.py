@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +72,8 @@ def analyze(paths: tuple[str, ...]) -> None:
     failed = 0
     for path in tqdm(paths, desc="analyze", unit="image", disable=True if len(paths) < 2 else None):
         file = Path(path)
-        record: dict[str, object] = {"URI": file.absolute().as_uri()}
+        # normalised (no "..") but not resolved: a symlinked folder keeps the name the user gave it
+        record: dict[str, object] = {"URI": Path(os.path.abspath(file)).as_uri()}
         try:
             image = analyzer.analyze(file.read_bytes())
         except OSError as exc:
