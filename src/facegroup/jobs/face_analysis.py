@@ -104,7 +104,10 @@ class ChildProcessAnalysis:
 
     def embedder_name(self, mode: str | None) -> str:
         if mode not in self._names:
-            self._names[mode] = self._call(_embedder_name, mode)
+            try:
+                self._names[mode] = self._call(_embedder_name, mode)
+            except BrokenProcessPool:  # no photo at stake yet: ask fresh children once more
+                self._names[mode] = self._call(_embedder_name, mode)
         return self._names[mode]
 
     def close(self) -> None:
