@@ -68,6 +68,16 @@ def test_threads_share_the_children(children, sample_photo):
     assert found == [1, 1, 1, 1]
 
 
+def test_children_leave_ctrl_c_to_the_server(children, sample_photo):
+    data = sample_photo("portrait").read_bytes()
+    assert len(children.analyze(None, data).faces) == 1
+    before = {child.pid for child in multiprocessing.active_children()}
+    for pid in before:
+        os.kill(pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the whole process group
+    assert len(children.analyze(None, data).faces) == 1
+    assert {child.pid for child in multiprocessing.active_children()} == before
+
+
 def test_a_child_that_dies_fails_its_photo_alone(children, sample_photo):
     data = sample_photo("portrait").read_bytes()
     assert len(children.analyze(None, data).faces) == 1

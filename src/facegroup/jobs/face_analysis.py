@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -125,6 +126,9 @@ _settings: Settings | None = None
 
 def _load_models(settings: Settings, processes: int) -> None:
     global _settings
+    # Ctrl-C reaches the whole process group: the children leave stopping to the server, which ends the
+    # pool's threads, then the children (no KeyboardInterrupt tracebacks, no photo cut in the middle).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _settings = settings
     share_cores(processes)
     analyzer_for(settings)  # the server's default mode, loaded before the first photo arrives
