@@ -36,7 +36,6 @@ def share_cores(processes: int) -> None:
 
     if os.environ.get("OPENBLAS_NUM_THREADS"):
         return
-
     threadpool_limits(limits=max(1, (os.cpu_count() or 1) // max(1, processes)), user_api="blas")
 
 
@@ -46,8 +45,6 @@ class FaceAnalysis(Protocol):
     def analyze(self, mode: str | None, data: bytes) -> AnalyzedImage: ...
 
     def embedder_name(self, mode: str | None) -> str: ...
-
-    def close(self) -> None: ...
 
 
 class InProcessAnalysis:
@@ -61,9 +58,6 @@ class InProcessAnalysis:
 
     def embedder_name(self, mode: str | None) -> str:
         return analyzer_for(self._settings, mode).embedder.name
-
-    def close(self) -> None:
-        pass
 
 
 class ChildProcessAnalysis:

@@ -73,14 +73,7 @@ class JobRunner:
             log.error("job %s is not registered in this process; submission dropped", job_name)
             return "skipped"
         if not spec.task:
-            ctx = JobContext(
-                job_name=job_name,
-                payload=payload,
-                db=self.db,
-                settings=self.settings,
-                stopping=self.stopping,
-                faces=self.faces,
-            )
+            ctx = self._context(job_name, payload)
             try:
                 spec.func(ctx, payload)
             except JobInterrupted:
@@ -106,16 +99,8 @@ class JobRunner:
         if claim.job_name != job_name:
             log.warning("task %s is run by job %s, not %s", task_id, claim.job_name, job_name)
         spec = get_job(claim.job_name)
-        ctx = JobContext(
-            job_name=claim.job_name,
-            payload=claim.payload,
-            db=self.db,
-            settings=settings,
-            stopping=self.stopping,
-            task_id=task_id,
-            owner=self.owner,
-            attempt=claim.attempt,
-            faces=self.faces,
+        ctx = self._context(
+            claim.job_name, claim.payload, task_id=task_id, owner=self.owner, attempt=claim.attempt
         )
         self.on_start(ctx)
         outcome = "failed"
@@ -152,6 +137,18 @@ class JobRunner:
             if following is not None:
                 self.submit(following[1], {"task_id": following[0]})
         return outcome
+
+    def _context(self, job_name: str, payload: dict[str, Any], **task: Any) -> JobContext:
+        """What a job sees, from this runner's database, settings, stop flag and face analysis."""
+        return JobContext(
+            job_name=job_name,
+            payload=payload,
+            db=self.db,
+            settings=self.settings,
+            stopping=self.stopping,
+            faces=self.faces,
+            **task,
+        )
 
     def _fail(self, task_id: str, code: str, message: str) -> None:
         try:
