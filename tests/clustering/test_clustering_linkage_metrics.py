@@ -104,6 +104,36 @@ def test_joining_an_established_cluster_needs_to_match_its_cohesion():
     ]
 
 
+def test_joining_an_established_cluster_takes_the_adopt_margin_more():
+    cluster, face = np.array([1.0, 0.0]), np.array([np.cos(0.3), np.sin(0.3)])  # cosine 0.955
+    sums, counts, edges = np.stack([cluster, face]), np.ones(2), np.array([[0, 1]])
+    established = np.array([True, False])
+    plain = LinkageConstraints(established=established)
+    wary = LinkageConstraints(established=established, adopt_margin=0.01)
+    assert average_linkage(sums, counts, edges, 0.95, plain).tolist() == [0, 0]
+    assert average_linkage(sums, counts, edges, 0.95, wary).tolist() == [0, 1]  # 0.955 - 0.01 < 0.95
+    # between new faces the margin does not apply
+    assert average_linkage(sums, counts, edges, 0.95, LinkageConstraints(adopt_margin=0.01)).tolist() == [0, 0]
+
+
+def test_with_an_adopt_margin_a_new_face_pairs_with_its_new_companion_first():
+    # a new face (1) is a little closer to an existing cluster (0) than to another new face (2); alone in a
+    # batch it would join the cluster, but the margin lets the two new faces claim each other first, and the
+    # pair is then too far from the cluster on average
+    cluster = np.array([1.0, 0.0])
+    face = np.array([np.cos(0.26), np.sin(0.26)])  # 0.966 from the cluster
+    companion = np.array([np.cos(0.533), np.sin(0.533)])  # 0.963 from the face
+    sums, counts = np.stack([cluster, face, companion]), np.ones(3)
+    edges = np.array([[0, 1], [1, 2], [0, 2]])
+    established = np.array([True, False, False])
+    plain = average_linkage(sums, counts, edges, 0.95, LinkageConstraints(established=established))
+    wary = average_linkage(
+        sums, counts, edges, 0.95, LinkageConstraints(established=established, adopt_margin=0.005)
+    )
+    assert plain.tolist() == [0, 0, 2]
+    assert wary.tolist() == [0, 1, 1]
+
+
 def test_pair_penalty_holds_back_pairs_more_than_groups():
     a, b = np.array([1.0, 0.0]), np.array([np.cos(0.25), np.sin(0.25)])  # cosine 0.969
     one_pair = average_linkage(np.stack([a, b]), np.ones(2), np.array([[0, 1]]), 0.95, pair_penalty=0.02)

@@ -151,6 +151,7 @@ def cluster_active_faces(
             name=names,
             strong_threshold=cfg.merge_threshold,
             cohesion_margin=cfg.cohesion_margin,
+            adopt_margin=cfg.adopt_margin,
         ),
         pair_penalty=cfg.pair_penalty,
         overwrite_sums=True,

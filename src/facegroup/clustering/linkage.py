@@ -14,8 +14,8 @@ merges. The refinements below bend reducibility a little; RAC stays well defined
 Refinements: a size penalty (two single faces need more similarity than a face and a large group, since one
 pair is a noisy witness), and constraints applied at every round: pairs of groups that must not meet (faces
 of one photo, a face the user took out of a cluster), groups carrying two different user names, a higher bar
-for joining two groups that are both established clusters ("strong evidence"), and a cohesion check for
-joining an established cluster.
+for joining two groups that are both established clusters ("strong evidence"), and for joining an
+established cluster a small extra margin and a cohesion check.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ class LinkageConstraints:
     # A group joins an established cluster only if its average similarity to it is within this margin of
     # the cluster's own cohesion (mean similarity between its members); None = no such check.
     cohesion_margin: float | None = None
+    # Taken off the score of a pair in which exactly one group is established: joining an existing cluster
+    # needs this much more similarity than joining new faces, and new faces pair up among themselves first.
+    adopt_margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class _Scoring:
     penalty: float  # taken off as penalty / (|A| |B|)
     threshold: float
     cohesion_margin: float | None  # see LinkageConstraints
+    adopt_margin: float  # see LinkageConstraints
     established: np.ndarray
 
 
@@ -53,7 +57,8 @@ def _edge_similarity(
     sums: np.ndarray, counts: np.ndarray, u: np.ndarray, v: np.ndarray, how: _Scoring
 ) -> np.ndarray:
     """Score of each pair of groups: their average similarity less ``penalty / (|A| |B|)``; and, when one
-    of them is an established cluster, no more than its shortfall against that cluster's own cohesion."""
+    of them is an established cluster, less ``adopt_margin`` and no more than its shortfall against that
+    cluster's own cohesion."""
     out = np.empty(len(u), dtype=np.float64)
     for lo in range(0, len(u), _CHUNK):
         hi = lo + _CHUNK
@@ -62,8 +67,10 @@ def _edge_similarity(
         pairs = counts[a] * counts[b]
         avg = dots / pairs
         score = avg - how.penalty / pairs
+        one = how.established[a] != how.established[b]
+        if how.adopt_margin:
+            score[one] -= how.adopt_margin
         if how.cohesion_margin is not None:
-            one = how.established[a] != how.established[b]
             if one.any():
                 est = np.where(how.established[a], a, b)[one]
                 n = counts[est]
@@ -124,7 +131,7 @@ def average_linkage(
 
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     u, v = _canonical(edges[:, 0], edges[:, 1], n)
-    how = _Scoring(pair_penalty, threshold, c.cohesion_margin, established)
+    how = _Scoring(pair_penalty, threshold, c.cohesion_margin, c.adopt_margin, established)
     sim = _edge_similarity(sums, size, u, v, how)
     weak = sim < threshold  # most kNN edges: dropped before the rounds make their temporaries
     u, v, sim = u[~weak], v[~weak], sim[~weak]
