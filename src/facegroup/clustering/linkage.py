@@ -70,14 +70,13 @@ def _edge_similarity(
         one = how.established[a] != how.established[b]
         if how.adopt_margin:
             score[one] -= how.adopt_margin
-        if how.cohesion_margin is not None:
-            if one.any():
-                est = np.where(how.established[a], a, b)[one]
-                n = counts[est]
-                sq = np.einsum("ij,ij->i", sums[est], sums[est], dtype=np.float64)
-                cohesion = np.where(n > 1, (sq - n) / np.maximum(n * (n - 1), 1), -np.inf)
-                bar = avg[one] - (cohesion - how.cohesion_margin) + how.threshold
-                score[one] = np.minimum(score[one], bar)
+        if how.cohesion_margin is not None and one.any():
+            est = np.where(how.established[a], a, b)[one]
+            n = counts[est]
+            sq = np.einsum("ij,ij->i", sums[est], sums[est], dtype=np.float64)
+            cohesion = np.where(n > 1, (sq - n) / np.maximum(n * (n - 1), 1), -np.inf)
+            bar = avg[one] - (cohesion - how.cohesion_margin) + how.threshold
+            score[one] = np.minimum(score[one], bar)
         out[lo:hi] = score
     return out
 
