@@ -113,7 +113,8 @@ def test_joining_an_established_cluster_takes_the_adopt_margin_more():
     assert average_linkage(sums, counts, edges, 0.95, plain).tolist() == [0, 0]
     assert average_linkage(sums, counts, edges, 0.95, wary).tolist() == [0, 1]  # 0.955 - 0.01 < 0.95
     # between new faces the margin does not apply
-    assert average_linkage(sums, counts, edges, 0.95, LinkageConstraints(adopt_margin=0.01)).tolist() == [0, 0]
+    between_new_faces = LinkageConstraints(adopt_margin=0.01)
+    assert average_linkage(sums, counts, edges, 0.95, between_new_faces).tolist() == [0, 0]
 
 
 def test_with_an_adopt_margin_a_new_face_pairs_with_its_new_companion_first():
