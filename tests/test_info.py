@@ -51,3 +51,18 @@ def test_the_fast_dlib_build_is_installed():
     assert dlib.DLIB_USE_BLAS, (
         "scripts/install_dlib.sh fell back to dlib-bin: see its warning in the setup output"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "embedder"), [(None, "dlib-resnet-v1+mirror"), ("false", "dlib-resnet-v1")]
+)
+def test_mirrored_descriptors_are_the_default_and_a_setting(monkeypatch, value, embedder):
+    if value is not None:
+        monkeypatch.setenv("FACEGROUP_MIRROR", value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["info", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["embedder"] == f"{embedder} (128-d)"

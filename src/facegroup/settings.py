@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=100_000_000, description="larger images are refused as bombs")
     detect_max_side: int = Field(default=2048, description="images are downscaled to this for detection")
     min_face_px: int = Field(default=40, description="smallest face side (original pixels) to look for")
+    mirror: bool = Field(
+        default=True,
+        description="descriptors average each face with its mirror image (more accurate; a change re-keys "
+        "the stored vectors: faces described the other way are not clustered with them)",
+    )
 
     # Tasks and the local worker pool (facegroup.jobs.local).
     worker_threads: int = Field(default=0, ge=0, description="local pool threads; 0 = one per CPU")

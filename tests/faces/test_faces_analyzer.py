@@ -315,17 +315,23 @@ class GreyThumbnailEmbedder:
 def test_another_embedder_plugs_in(group_bytes):
     embedder = GreyThumbnailEmbedder()
     assert isinstance(embedder, Embedder) and isinstance(DlibResNetEmbedder(), Embedder)
-    result = Analyzer(AnalyzerConfig(), embedder=embedder).analyze(group_bytes)
+    result = Analyzer(AnalyzerConfig(mirror=False), embedder=embedder).analyze(group_bytes)
     assert len(result.faces) == len(GROUP_PEOPLE)
     assert embedder.chip_shapes == [(32, 32, 3)] * len(GROUP_PEOPLE)
     assert all(face.embedding.shape == (64,) for face in result.faces)
+    # with mirrored descriptors (the default) it is shown each chip and its mirror image, in one batch
+    embedder.chip_shapes.clear()
+    mirrored = Analyzer(AnalyzerConfig(), embedder=embedder)
+    assert mirrored.embedder.name == f"{embedder.name}+mirror"
+    assert len(mirrored.analyze(group_bytes).faces) == len(GROUP_PEOPLE)
+    assert embedder.chip_shapes == [(32, 32, 3)] * (2 * len(GROUP_PEOPLE))
 
 
 def test_analyzers_are_cached_per_config():
     assert get_analyzer(AnalyzerConfig()) is get_analyzer(AnalyzerConfig())
     assert get_analyzer(AnalyzerConfig(min_face_px=80)) is not get_analyzer(AnalyzerConfig())
     analyzer = get_analyzer(AnalyzerConfig())
-    assert (analyzer.embedder.name, analyzer.embedder.dimension) == ("dlib-resnet-v1", 128)
+    assert (analyzer.embedder.name, analyzer.embedder.dimension) == ("dlib-resnet-v1+mirror", 128)
     with pytest.raises(ValueError, match="detector"):
         AnalyzerConfig(detector="yolo")
     with pytest.raises(ValueError, match="min_face_px"):
@@ -342,4 +348,5 @@ def test_analyzers_of_every_config_share_the_loaded_models_and_take_turns_on_the
     assert len({(id(m._net), id(m._lock)) for m in mmods}) == 1
     for part, model in (("embedder", "_model"), ("aligner", "_predictor")):
         shared = [getattr(a, part) for a in (accurate, fast, cnn)]
+        shared = [getattr(s, "inner", s) for s in shared]  # a mirrored embedder wraps the model's
         assert len({(id(getattr(s, model)), id(s._lock)) for s in shared}) == 1, part

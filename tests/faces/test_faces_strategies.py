@@ -76,8 +76,9 @@ def test_merge_keeps_the_most_confident_of_overlapping_boxes():
     assert merge([], overlap=0.3) == []
 
 
-def test_mirror_setting_changes_the_embedder_name_and_averages_both_views(analyzer, portrait_bytes):
-    mirrored = get_analyzer(AnalyzerConfig(mirror=True))
+def test_mirror_setting_changes_the_embedder_name_and_averages_both_views(portrait_bytes):
+    analyzer = get_analyzer(AnalyzerConfig(mirror=False))
+    mirrored = get_analyzer(AnalyzerConfig())  # mirrored descriptors are the default
     assert analyzer.embedder.name == "dlib-resnet-v1"
     assert mirrored.embedder.name == "dlib-resnet-v1+mirror" != analyzer.embedder.name
     assert mirrored.embedder.dimension == analyzer.embedder.dimension == 128

@@ -52,7 +52,7 @@ def test_children_find_the_faces_this_process_finds(children, others, settings, 
         assert [f.boundary for f in theirs.faces] == [f.boundary for f in ours.faces]
         for a, b in zip(theirs.faces, ours.faces, strict=True):
             np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-5)
-        assert children.embedder_name(mode) == here.embedder_name(mode) == "dlib-resnet-v1"
+        assert children.embedder_name(mode) == here.embedder_name(mode) == "dlib-resnet-v1+mirror"
     assert 1 <= len(child_pids() - others) <= 2, "the analysis ran in at most two children"
 
 

@@ -32,6 +32,7 @@ def analyzer_config(settings: Settings, mode: str | None = None) -> AnalyzerConf
         max_image_pixels=settings.max_image_pixels,
         detect_max_side=settings.detect_max_side,
         min_face_px=settings.min_face_px,
+        mirror=settings.mirror,
     )
 
 
