@@ -20,6 +20,11 @@ make a detection on them false. Each configuration is facegroup's own detection 
 configuration and prints, by the detected face's shorter side, how many faces are "good" (FaceQuality at
 least the clustering engine's ``min_good_quality``): the faces that may found a new person.
 
+``--misses`` lists, for the first configuration, every valid face of 64 px or more it missed, with its WIDER
+flags (occluded, atypical pose, heavy blur), and asks dlib's MMOD once more on a crop around the face enlarged
+so the face is 100, 120 or 150 px wide: a face MMOD finds there could be reached by another pass; one it finds
+at no size is beyond dlib's detectors, whatever the strategy.
+
 ``--subset tune`` / ``check`` split the photos in two halves by a hash of their path, so a strategy tuned on
 one half can be checked on photos it was not tuned on.
 """
@@ -252,6 +257,78 @@ def quality_by_size(folder: Path, photos: list[Photo], spec: str) -> None:
         )
 
 
+ENLARGED_SIDES = (100, 120, 150)
+
+
+def wider_flags(folder: Path) -> dict[tuple[str, tuple[float, ...]], str]:
+    """(photo, box) -> the face's WIDER flags in words ("occluded", "pose", "blur"; "" for a clear face)."""
+    flags = {}
+    with (folder / "boxes.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+            words = [
+                word
+                for word, hard in (
+                    ("occluded", row.get("occlusion", "0") not in ("", "0")),
+                    ("pose", row.get("pose", "0") not in ("", "0")),
+                    ("blur", row.get("blur", "0") == "2"),
+                )
+                if hard
+            ]
+            flags[(row["relative_path"], (x, y, x + w, y + h))] = ",".join(words)
+    return flags
+
+
+def misses(folder: Path, outcomes: list[Outcome]) -> None:
+    """The missed faces of >= 64 px, and whether MMOD finds them on an enlarged crop around each."""
+    from PIL import Image
+
+    from facegroup.faces.detect import CnnDetector
+    from facegroup.faces.strategy import resized
+
+    cnn, flags = CnnDetector(), wider_flags(folder)
+    print(
+        f"\nmissed faces of >= 64 px; MMOD on a crop (one face side of margin) enlarged to {ENLARGED_SIDES} px:"
+    )
+    reachable = total = 0
+    for outcome in outcomes:
+        hit, _ = match(outcome.photo.faces, outcome.boxes)
+        image = None
+        for i, face in enumerate(outcome.photo.faces):
+            left, top, right, bottom = face
+            if min(right - left, bottom - top) < 64 or i in hit:
+                continue
+            image = image or Image.open(folder / outcome.photo.path).convert("RGB")
+            side = max(right - left, bottom - top)
+            crop = (
+                max(0.0, left - side),
+                max(0.0, top - side),
+                min(float(image.width), right + side),
+                min(float(image.height), bottom + side),
+            )
+            found_at = []
+            for target in ENLARGED_SIDES:
+                pixels = resized(image, target / side, crop)
+                sx, sy = pixels.shape[1] / (crop[2] - crop[0]), pixels.shape[0] / (crop[3] - crop[1])
+                boxes = np.array(
+                    [
+                        (d.left, d.top, d.right, d.bottom)
+                        for d in (d.mapped(sx, sy, crop[0], crop[1]) for d in cnn.detect(pixels))
+                    ],
+                    float,
+                ).reshape(-1, 4)
+                if len(boxes) and iou(face[None], boxes).max() >= MATCH_IOU:
+                    found_at.append(target)
+            total += 1
+            reachable += bool(found_at)
+            words = flags.get((outcome.photo.path, tuple(float(v) for v in face)), "")
+            print(
+                f"  {outcome.photo.path}  {round(min(right - left, bottom - top)):4d} px  "
+                f"{words or 'clear':18s} MMOD enlarged: {found_at or 'not found'}"
+            )
+    print(f"{reachable} of {total} missed faces of >= 64 px are found by MMOD on an enlarged crop")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -267,6 +344,7 @@ def main() -> None:
     parser.add_argument("--subset", choices=("all", "tune", "check"), default="all")
     parser.add_argument("--halves", action="store_true", help="also print the tune and check halves")
     parser.add_argument("--quality", action="store_true", help="FaceQuality by face size, first config")
+    parser.add_argument("--misses", action="store_true", help="the first config's missed faces >= 64 px")
     args = parser.parse_args()
 
     from facegroup.faces import AnalyzerConfig
@@ -309,6 +387,8 @@ def main() -> None:
             f"{t.detections / t.photos:7.2f} {t.cpu / t.photos:8.3f} {t.wall / t.photos:9.3f}"
             + (f"  ({t.errors} unreadable)" if t.errors else "")
         )
+    if args.misses:
+        misses(args.folder, results[specs[0]])
     if args.quality:
         quality_by_size(args.folder, photos, specs[0])
 
