@@ -1,7 +1,7 @@
 """Face analysis throughput: images/s and faces/s, facegroup's pipeline against dlib called directly.
 
     .venv/bin/python bench/throughput.py /work/shared/eval/dev/images --limit 200 [--detector accurate]
-        [--mirror] [--processes 2]
+        [--no-mirror] [--processes 2]
     .venv/bin/python bench/throughput.py --api /work/shared/eval/dev --limit 200   # see throughput_api.py
 
 The "dlib direct" pipeline makes the same detector passes (same scales, thresholds and crops as the
@@ -248,6 +248,8 @@ def main() -> None:
 
         through_the_api(sys.argv[2:])
         return
+    from facegroup.faces.config import AnalyzerConfig
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -255,7 +257,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="use the first N photos (sorted by path)")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="workers for the pool run")
     parser.add_argument("--detector", choices=DETECTORS, default="accurate")
-    parser.add_argument("--mirror", action="store_true", help="mirrored-face descriptors (twice the ResNet)")
+    parser.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=AnalyzerConfig().mirror,
+        help="mirrored-face descriptors, twice the ResNet (default: as facegroup's default)",
+    )
     args = parser.parse_args()
 
     files = find_images(args.directory, args.limit)
