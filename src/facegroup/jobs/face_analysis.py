@@ -115,24 +115,24 @@ class ChildProcessAnalysis:
 
 # --- inside a child process ------------------------------------------------------------------------
 
-_settings: Settings | None = None
+_local: InProcessAnalysis | None = None  # this child's analysis, once _load_models has run
 
 
 def _load_models(settings: Settings, processes: int) -> None:
-    global _settings
+    global _local
     # Ctrl-C reaches the whole process group: the children leave stopping to the server, which ends the
     # pool's threads, then the children (no KeyboardInterrupt tracebacks, no photo cut in the middle).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _settings = settings
     share_cores(processes)
-    analyzer_for(settings)  # the server's default mode, loaded before the first photo arrives
+    _local = InProcessAnalysis(settings)
+    _local.embedder_name(None)  # loads the server's default mode before the first photo arrives
 
 
 def _analyze(mode: str | None, data: bytes) -> AnalyzedImage:
-    assert _settings is not None
-    return analyzer_for(_settings, mode).analyze(data)
+    assert _local is not None
+    return _local.analyze(mode, data)
 
 
 def _embedder_name(mode: str | None) -> str:
-    assert _settings is not None
-    return analyzer_for(_settings, mode).embedder.name
+    assert _local is not None
+    return _local.embedder_name(mode)
