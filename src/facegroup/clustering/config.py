@@ -28,8 +28,9 @@ class ClusteringConfig:
     cohesion_margin: float | None = 0.025
     # New faces joining an existing cluster need this much more than new faces joining each other. In one
     # batch a face's own companions are all there to claim it first; in an update they may not have arrived
-    # yet, and a face that joined the wrong cluster cannot leave it (ids are stable). Measured on LFW, fed in
-    # 10 increments: 0.005 halves the wrong joins that cost pairwise precision and leaves the batch alone.
+    # yet, and a face that joined the wrong cluster cannot leave it (ids are stable). Measured on LFW dev fed
+    # in 10 increments (5 orders): 0.005 cuts the wrong pairs the increments make beyond the batch's own
+    # from 663 to 292, and leaves the batch alone (it has no existing clusters).
     adopt_margin: float = 0.005
     # Two clusters that already exist merge automatically only above this stricter bar ("strong evidence").
     merge_threshold: float = 0.96

@@ -24,7 +24,7 @@ class AnalyzerConfig:
       detected at 2048) then finds faces from ~78 px, where a second doubling (HOG over 8192x6144 px, ~6 s
       of CPU and 500 MB) would reach 40 px. Past the cap, the smallest face found grows.
     - ``mirror``: each descriptor is the average of the face's and its mirror image's (``MirroredEmbedder``):
-      twice the descriptor time (~15 ms more per face with OpenBLAS); the embedder's name changes with it, so
+      twice the descriptor time (18.7 ms more CPU per face on one OpenBLAS thread); the embedder's name changes with it, so
       stored vectors never mix. On by default: on the LFW dev set (accurate detection) the clustering engine
       gains 0.44 point of BCubed F1 in one batch (0.9741 -> 0.9785, MinFaces 2) and keeps its increments
       within 0.01 of the batch (bench/quality.py, bench/mirror_quality.py).
