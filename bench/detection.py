@@ -189,6 +189,11 @@ class Outcome:
     error: bool
 
 
+def as_boxes(detections) -> np.ndarray:
+    """Detections as an (n, 4) array of left, top, right, bottom."""
+    return np.array([(d.left, d.top, d.right, d.bottom) for d in detections], float).reshape(-1, 4)
+
+
 def run(folder: Path, photos: list[Photo], spec: str) -> list[Outcome]:
     from tqdm import tqdm
 
@@ -206,8 +211,7 @@ def run(folder: Path, photos: list[Photo], spec: str) -> list[Outcome]:
         except ImageError:
             error, found = True, []
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        boxes = np.array([(d.left, d.top, d.right, d.bottom) for d in found], float).reshape(-1, 4)
-        outcomes.append(Outcome(photo, boxes, cpu, wall, error))
+        outcomes.append(Outcome(photo, as_boxes(found), cpu, wall, error))
     return outcomes
 
 
@@ -310,13 +314,7 @@ def misses(folder: Path, outcomes: list[Outcome]) -> None:
             for target in ENLARGED_SIDES:
                 pixels = resized(image, target / side, crop)
                 sx, sy = pixels.shape[1] / (crop[2] - crop[0]), pixels.shape[0] / (crop[3] - crop[1])
-                boxes = np.array(
-                    [
-                        (d.left, d.top, d.right, d.bottom)
-                        for d in (d.mapped(sx, sy, crop[0], crop[1]) for d in cnn.detect(pixels))
-                    ],
-                    float,
-                ).reshape(-1, 4)
+                boxes = as_boxes(d.mapped(sx, sy, crop[0], crop[1]) for d in cnn.detect(pixels))
                 if len(boxes) and iou(face[None], boxes).max() >= MATCH_IOU:
                     found_at.append(target)
             total += 1
