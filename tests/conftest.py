@@ -1,6 +1,6 @@
 """Suite-wide test configuration.
 
-The PostgreSQL guard: CI sets ``FACEGROUP_REQUIRE_POSTGRES=1`` so that a run which silently skipped the
+The PostgreSQL guard: CI sets ``IMMRAY_REQUIRE_POSTGRES=1`` so that a run which silently skipped the
 PostgreSQL tests (no URL, server down) fails instead of passing green.
 """
 
@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-REQUIRE_POSTGRES = os.environ.get("FACEGROUP_REQUIRE_POSTGRES") == "1"
-POSTGRES_URL = os.environ.get("FACEGROUP_TEST_POSTGRES_URL") or None
+REQUIRE_POSTGRES = os.environ.get("IMMRAY_REQUIRE_POSTGRES") == "1"
+POSTGRES_URL = os.environ.get("IMMRAY_TEST_POSTGRES_URL") or None
 
 _skipped_postgres_tests: list[str] = []
 
@@ -19,7 +19,7 @@ _skipped_postgres_tests: list[str] = []
 def pytest_configure(config: pytest.Config) -> None:
     if REQUIRE_POSTGRES and not POSTGRES_URL:
         raise pytest.UsageError(
-            "FACEGROUP_REQUIRE_POSTGRES=1 but FACEGROUP_TEST_POSTGRES_URL is not set: "
+            "IMMRAY_REQUIRE_POSTGRES=1 but IMMRAY_TEST_POSTGRES_URL is not set: "
             "the PostgreSQL tests would be skipped (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
         )
 
@@ -36,10 +36,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if REQUIRE_POSTGRES and _skipped_postgres_tests:
-        terminalreporter.section("FACEGROUP_REQUIRE_POSTGRES", sep="=", red=True, bold=True)
+        terminalreporter.section("IMMRAY_REQUIRE_POSTGRES", sep="=", red=True, bold=True)
         terminalreporter.line(
             f"{len(_skipped_postgres_tests)} test(s) marked postgres were skipped; "
-            "the session fails because FACEGROUP_REQUIRE_POSTGRES=1:",
+            "the session fails because IMMRAY_REQUIRE_POSTGRES=1:",
             red=True,
         )
         for nodeid in _skipped_postgres_tests:
@@ -48,8 +48,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def sample_photo():
-    """``sample_photo(name)`` -> Path of a real photo from facegroup.samples ("group": six people,
+    """``sample_photo(name)`` -> Path of a real photo from immray.samples ("group": six people,
     "portrait": one face, "astronaut": one face); fetched once per machine, then cached."""
-    from facegroup.samples import sample_path
+    from immray.samples import sample_path
 
     return sample_path

@@ -1,4 +1,4 @@
-"""Real photos for the indexing tests, written to a temporary root: the sample photos (facegroup.samples)
+"""Real photos for the indexing tests, written to a temporary root: the sample photos (immray.samples)
 with mirrored, rescaled and cropped copies so each person appears several times, and bad files (empty,
 truncated JPEG, text) that must each fail alone."""
 

@@ -1,6 +1,6 @@
 """Shared by tests/tasks and tests/notify: a migrated database on each backend, settings, a live server.
 
-``db`` runs every test on a new SQLite file and, when FACEGROUP_TEST_POSTGRES_URL is set (``postgres``
+``db`` runs every test on a new SQLite file and, when IMMRAY_TEST_POSTGRES_URL is set (``postgres``
 marker), on a throw-away PostgreSQL database made for this session and emptied before each test.
 """
 
@@ -21,14 +21,14 @@ from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.models import Config
 from sqlalchemy.pool import NullPool
 
-from facegroup.api import server_config
-from facegroup.api.server import bound_socket
-from facegroup.services.database import Database
-from facegroup.settings import Settings
-from facegroup.store import Base, Dataset, Project, head_revision, make_engine, normalize_url, upgrade
-from facegroup.store.migrate import current_revision
+from immray.api import server_config
+from immray.api.server import bound_socket
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.store import Base, Dataset, Project, head_revision, make_engine, normalize_url, upgrade
+from immray.store.migrate import current_revision
 
-POSTGRES_URL = os.environ.get("FACEGROUP_TEST_POSTGRES_URL") or None
+POSTGRES_URL = os.environ.get("IMMRAY_TEST_POSTGRES_URL") or None
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 T = TypeVar("T")
 
@@ -37,12 +37,12 @@ T = TypeVar("T")
 def new_tasks_postgres_database() -> Iterator[Callable[[], str]]:
     """``new_tasks_postgres_database()`` -> URL of a new PostgreSQL database; all dropped after the session."""
     if not POSTGRES_URL:
-        pytest.skip("FACEGROUP_TEST_POSTGRES_URL is not set")
+        pytest.skip("IMMRAY_TEST_POSTGRES_URL is not set")
     admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     created: list[str] = []
 
     def create() -> str:
-        name = f"facegroup_tasks_{uuid.uuid4().hex[:12]}"
+        name = f"immray_tasks_{uuid.uuid4().hex[:12]}"
         with admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
         created.append(name)
@@ -66,7 +66,7 @@ def tasks_postgres_url(new_tasks_postgres_database: Callable[[], str]) -> str:
 def fresh_database_url(request: pytest.FixtureRequest, backend: str, data_dir: Path) -> str:
     """A database of its own for a module-scoped server, migrated to head."""
     if backend == "sqlite":
-        url = f"sqlite:///{data_dir / 'facegroup.db'}"
+        url = f"sqlite:///{data_dir / 'immray.db'}"
     else:
         url = request.getfixturevalue("new_tasks_postgres_database")()
     upgrade(url)
@@ -77,7 +77,7 @@ def fresh_database_url(request: pytest.FixtureRequest, backend: str, data_dir: P
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database at the head revision: a new SQLite file, or the session's PostgreSQL emptied."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'data' / 'facegroup.db'}"
+        url = f"sqlite:///{tmp_path / 'data' / 'immray.db'}"
         upgrade(url)
         return url
     url = request.getfixturevalue("tasks_postgres_url")
@@ -143,7 +143,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, ev
 
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn (facegroup's server config, lifespan on) in a thread; yields ``127.0.0.1:PORT``."""
+    """``app`` on uvicorn (immray's server config, lifespan on) in a thread; yields ``127.0.0.1:PORT``."""
     sock = bound_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning"))

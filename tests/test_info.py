@@ -1,4 +1,4 @@
-"""`facegroup info` tells which dlib build runs and which detector is configured (accurate unless set);
+"""`immray info` tells which dlib build runs and which detector is configured (accurate unless set);
 CI insists on the fast OpenBLAS build. A bad setting is a one-line error naming it."""
 
 import json
@@ -8,9 +8,9 @@ import dlib
 import pytest
 from click.testing import CliRunner
 
-from facegroup.cli import main
-from facegroup.faces.config import DETECTORS
-from facegroup.settings import Settings, get_settings
+from immray.cli import main
+from immray.faces.config import DETECTORS
+from immray.settings import Settings, get_settings
 
 
 def test_info_reports_the_running_dlib_and_pipeline():
@@ -31,7 +31,7 @@ def test_the_server_detects_faces_in_accurate_mode_unless_told_otherwise():
 
 
 def test_a_bad_setting_is_a_one_line_error_naming_it(monkeypatch):
-    monkeypatch.setenv("FACEGROUP_DETECTOR", "yolo")
+    monkeypatch.setenv("IMMRAY_DETECTOR", "yolo")
     get_settings.cache_clear()
     try:
         results = [CliRunner().invoke(main, command) for command in (["info"], ["keys", "list"])]
@@ -40,16 +40,16 @@ def test_a_bad_setting_is_a_one_line_error_naming_it(monkeypatch):
     for result in results:
         assert result.exit_code == 1, result.output
         assert result.output == (
-            "Error: invalid setting FACEGROUP_DETECTOR: must be one of accurate, hog, cnn, not 'yolo'\n"
+            "Error: invalid setting IMMRAY_DETECTOR: must be one of accurate, hog, cnn, not 'yolo'\n"
         )
 
 
 @pytest.mark.skipif(
-    os.environ.get("FACEGROUP_REQUIRE_FAST_DLIB") != "1", reason="only where the fast build is required"
+    os.environ.get("IMMRAY_REQUIRE_FAST_DLIB") != "1", reason="only where the fast build is required"
 )
 def test_the_fast_dlib_build_is_installed():
     assert dlib.DLIB_USE_BLAS, (
-        "scripts/install_dlib.sh fell back to dlib-bin: see its warning in the setup output"
+        "deploy/local/install_dlib.sh fell back to dlib-bin: see its warning in the setup output"
     )
 
 
@@ -58,7 +58,7 @@ def test_the_fast_dlib_build_is_installed():
 )
 def test_mirrored_descriptors_are_the_default_and_a_setting(monkeypatch, value, embedder):
     if value is not None:
-        monkeypatch.setenv("FACEGROUP_MIRROR", value)
+        monkeypatch.setenv("IMMRAY_MIRROR", value)
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(main, ["info", "--json"])

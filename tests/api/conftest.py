@@ -1,4 +1,4 @@
-"""Fixtures: one live facegroup API per test module, with the harness's actions and keys."""
+"""Fixtures: one live immray API per test module, with the harness's actions and keys."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 from alibabacloud_imm20200930.client import Client
 from harness import KEYS, Seen, build_actions, deny_reader_writes, sdk_client
-from live_facegroup import facegroup, new_postgres_database  # noqa: F401  (fixtures: the whole server)
+from live_immray import immray, new_postgres_database  # noqa: F401  (fixtures: the whole server)
 from live_server import serve
 from people_testkit import people_server  # noqa: F401  (fixture: a live server with the people photos)
 
-from facegroup.api import create_app
+from immray.api import create_app
 
 
 @pytest.fixture(scope="module")

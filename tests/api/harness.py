@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.models import Config
 
-from facegroup.api import ActionRegistry, Call, Resource, Scope
-from facegroup.protocol.params import Bool, Json, Str
-from facegroup.protocol.signing import encode_query, sign
+from immray.api import ActionRegistry, Call, Resource, Scope
+from immray.protocol.params import Bool, Json, Str
+from immray.protocol.signing import encode_query, sign
 
 ACCESS_KEY_ID = "testAccessKeyId"
 SECRET = "testAccessKeySecret"

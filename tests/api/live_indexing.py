@@ -1,4 +1,4 @@
-"""A live facegroup server that may read a folder of real photos (and, if asked, an S3 server's buckets),
+"""A live immray server that may read a folder of real photos (and, if asked, an S3 server's buckets),
 with helpers to index through the SDK and wait for the analysis to end."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
-from live_facegroup import Key, LiveFacegroup, database_url_for, unique
+from live_immray import Key, LiveImmray, database_url_for, unique
 from live_server import serve
 
-from facegroup.api.bootstrap import build_app
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys
-from facegroup.services.database import Database
-from facegroup.settings import Settings
+from immray.api.bootstrap import build_app
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
 from photo_testkit import TEST_DETECTOR
 
 WAIT_SECONDS = 180
@@ -29,7 +29,7 @@ WAIT_SECONDS = 180
 @contextlib.contextmanager
 def indexing_server(
     request: pytest.FixtureRequest, data_dir: Path, backend: str, roots: list[Path], **settings: Any
-) -> Iterator[LiveFacegroup]:
+) -> Iterator[LiveImmray]:
     url = database_url_for(request, backend, data_dir)
     settings.setdefault("detector", TEST_DETECTOR)  # HOG alone unless asked otherwise: photo_testkit says why
     config = Settings(data_dir=data_dir, database_url=url, allowed_roots=roots, worker_threads=2, **settings)
@@ -37,7 +37,7 @@ def indexing_server(
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     try:
         with serve(build_app(config, db=db)) as address:
-            yield LiveFacegroup(address, config, db, Key(admin.info.access_key_id, admin.secret))
+            yield LiveImmray(address, config, db, Key(admin.info.access_key_id, admin.secret))
     finally:
         db.close()
 

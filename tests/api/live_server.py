@@ -12,13 +12,13 @@ from typing import Any
 
 import uvicorn
 
-from facegroup.api import server_config
-from facegroup.api.server import bound_socket
+from immray.api import server_config
+from immray.api.server import bound_socket
 
 
 @contextlib.contextmanager
 def serve(app: Any, config: uvicorn.Config | None = None) -> Iterator[str]:
-    """Run ``app`` (with facegroup's server config unless ``config`` is given); yield ``127.0.0.1:PORT``."""
+    """Run ``app`` (with immray's server config unless ``config`` is given); yield ``127.0.0.1:PORT``."""
     sock = bound_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(config or server_config(app, "127.0.0.1", port, log_level="warning"))

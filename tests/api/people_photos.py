@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from facegroup.samples import sample_path
+from immray.samples import sample_path
 
 Point = tuple[float, float]
 

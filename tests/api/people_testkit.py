@@ -15,11 +15,11 @@ import pytest
 import redis
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
-from live_facegroup import BACKENDS, LiveFacegroup
+from live_immray import BACKENDS, LiveImmray
 from live_indexing import index_and_wait, indexing_server, new_dataset
 from people_photos import COPIES, GROUP, centre, make_photos, who
 
-from facegroup.settings import NotifyTopic
+from immray.settings import NotifyTopic
 
 WAIT_SECONDS = 300
 TOPIC = "people-done"
@@ -29,7 +29,7 @@ TOPIC = "people-done"
 class People:
     """A live server, its test photos and the Redis stream its task notifications go to."""
 
-    live: LiveFacegroup
+    live: LiveImmray
     photos: dict[str, Path]
     stream: str
 
@@ -63,14 +63,14 @@ class People:
 def people_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[People]:
-    """A whole server per backend (``facegroup``'s params), reading the photos of ``people_photos``."""
+    """A whole server per backend (``immray``'s params), reading the photos of ``people_photos``."""
     backend = request.param
     folder = tmp_path_factory.mktemp("photos")
     photos = make_photos(folder)
-    stream = f"facegroup-people-{uuid.uuid4().hex[:8]}"
+    stream = f"immray-people-{uuid.uuid4().hex[:8]}"
     with indexing_server(
         request,
-        tmp_path_factory.mktemp("facegroup"),
+        tmp_path_factory.mktemp("immray"),
         backend,
         [folder],
         min_face_px=80,  # the test photos' faces are 90 px and more: no upsampling, a faster suite

@@ -11,9 +11,9 @@ import uvicorn
 from harness import ACCESS_KEY_ID, KEYS, SECRET, Seen, build_actions, signed_head
 from live_server import exchange, serve
 
-from facegroup.api import create_app
-from facegroup.api.server import MAX_REQUEST_HEAD, MAX_REQUEST_LINE
-from facegroup.protocol.signing import encode_query, sign
+from immray.api import create_app
+from immray.api.server import MAX_REQUEST_HEAD, MAX_REQUEST_LINE
+from immray.protocol.signing import encode_query, sign
 
 
 def post(address: str, action: str, query: dict[str, str], *, date=None, nonce=None, secret=SECRET, **extra):
@@ -185,7 +185,7 @@ def test_an_exception_outside_the_dispatcher_is_still_an_imm_500(caplog):
         raise RuntimeError("secret detail")
 
     app.add_route("/boom", boom, methods=["GET"])
-    with caplog.at_level("ERROR", logger="facegroup.api"), serve(app) as address:
+    with caplog.at_level("ERROR", logger="immray.api"), serve(app) as address:
         response = httpx.get(f"http://{address}/boom")
     body = assert_imm_error(response, 500, "InternalError")
     assert "secret detail" not in response.text
@@ -194,11 +194,11 @@ def test_an_exception_outside_the_dispatcher_is_still_an_imm_500(caplog):
 
 def test_the_store_backed_nonce_store_plugs_in(tmp_path):
     """The store's ``DatabaseNonceStore`` (a real SQLite file) behind the real server refuses a replay."""
-    from facegroup.store.engine import make_engine, session_factory
-    from facegroup.store.migrate import upgrade
-    from facegroup.store.nonces import DatabaseNonceStore
+    from immray.store.engine import make_engine, session_factory
+    from immray.store.migrate import upgrade
+    from immray.store.nonces import DatabaseNonceStore
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'facegroup.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'immray.db'}")
     upgrade(engine)
     app = create_app(build_actions(Seen()), KEYS.get, nonces=DatabaseNonceStore(session_factory(engine)))
     try:

@@ -1,4 +1,4 @@
-"""The official IMM SDK against a live facegroup server: what a user's unchanged code sees."""
+"""The official IMM SDK against a live immray server: what a user's unchanged code sees."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_wrong_secret_is_signature_does_not_match(address: str):
         )
     )
     assert (error.code, error.status_code) == ("SignatureDoesNotMatch", 400)
-    assert error.request_id and error.data["HostId"] == "facegroup"
+    assert error.request_id and error.data["HostId"] == "immray"
 
 
 def test_unknown_access_key(address: str):
@@ -110,14 +110,14 @@ def test_policy_is_checked_before_the_handler(address: str, seen: Seen):
 
 
 def test_a_failing_handler_is_an_internal_error_without_details(client, caplog):
-    with caplog.at_level("ERROR", logger="facegroup.api"):
+    with caplog.at_level("ERROR", logger="immray.api"):
         error = sdk_error(
             lambda: client.delete_project(models.DeleteProjectRequest(project_name="p")), ServerException
         )
     assert (error.code, error.status_code) == ("InternalError", 500)
     assert "hunter2" not in str(error.data) and "Traceback" not in str(error.data)
     assert error.request_id in error.message
-    logged = [r for r in caplog.records if r.name == "facegroup.api" and error.request_id in r.getMessage()]
+    logged = [r for r in caplog.records if r.name == "immray.api" and error.request_id in r.getMessage()]
     assert logged and "hunter2" in str(logged[0].exc_info[1])
 
 

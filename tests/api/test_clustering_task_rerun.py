@@ -16,8 +16,8 @@ from people_photos import PORTRAITS
 from people_testkit import People, all_people
 from sqlalchemy import select
 
-from facegroup.services.clustering_task import run_clustering
-from facegroup.store import ClusteringState, Dataset, Figure, FigureCluster, Project
+from immray.services.clustering_task import run_clustering
+from immray.store import ClusteringState, Dataset, Figure, FigureCluster, Project
 
 NAMES = ["group-small.jpg", *(copy.name for copy in PORTRAITS)]
 

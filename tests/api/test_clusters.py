@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alibabacloud_imm20200930 import models as imm
-from live_facegroup import sdk_error
+from live_immray import sdk_error
 from people_photos import GROUP
 from people_testkit import (
     People,
@@ -22,7 +22,7 @@ from people_testkit import (
     who_is_who,
 )
 
-from facegroup.protocol.times import format_time
+from immray.protocol.times import format_time
 
 GROUP_NAMES = [copy.name for copy in GROUP]
 

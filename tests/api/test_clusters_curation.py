@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from alibabacloud_imm20200930 import models as imm
-from live_facegroup import sdk_error
+from live_immray import sdk_error
 from people_photos import GROUP, PORTRAITS
 from people_testkit import People, all_people, cluster, faces, merge, photos_of, who_is_who
 

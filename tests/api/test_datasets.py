@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from alibabacloud_imm20200930 import models
-from live_facegroup import LiveFacegroup, sdk_error, unique
+from live_immray import LiveImmray, sdk_error, unique
 from sqlalchemy import func, select
 
-from facegroup.store import (
+from immray.store import (
     Binding,
     ClusteringState,
     Dataset,
@@ -23,26 +23,26 @@ MIN_FACES = "FigureClusterMinFaces"
 
 
 @pytest.fixture
-def project(facegroup: LiveFacegroup) -> str:
+def project(immray: LiveImmray) -> str:
     name = unique("proj")
-    facegroup.client().create_project(
+    immray.client().create_project(
         models.CreateProjectRequest(project_name=name, dataset_max_bind_count=5)
     )
     return name
 
 
-def create(facegroup: LiveFacegroup, project: str, name: str, **fields) -> models.Dataset:
+def create(immray: LiveImmray, project: str, name: str, **fields) -> models.Dataset:
     request = models.CreateDatasetRequest(project_name=project, dataset_name=name, **fields)
-    return facegroup.client().create_dataset(request).body.dataset
+    return immray.client().create_dataset(request).body.dataset
 
 
 def params(dataset: models.Dataset) -> dict[str, str]:
     return {p.name: p.value for p in dataset.workflow_parameters if p.name == MIN_FACES}
 
 
-def test_dataset_life_cycle(facegroup: LiveFacegroup, project: str):
-    client = facegroup.client()
-    created = create(facegroup, project, "family", description="at home")
+def test_dataset_life_cycle(immray: LiveImmray, project: str):
+    client = immray.client()
+    created = create(immray, project, "family", description="at home")
     assert (created.project_name, created.dataset_name, created.description) == (project, "family", "at home")
     assert created.dataset_max_bind_count == 5  # the project's default for its datasets
     assert created.dataset_max_file_count == 100_000_000
@@ -88,18 +88,18 @@ def test_dataset_life_cycle(facegroup: LiveFacegroup, project: str):
     assert f"{project}/family" in error.message
 
 
-def test_the_response_keys_are_the_sdk_models(facegroup: LiveFacegroup, project: str):
-    create(facegroup, project, "d")
-    sent = facegroup.call(
+def test_the_response_keys_are_the_sdk_models(immray: LiveImmray, project: str):
+    create(immray, project, "d")
+    sent = immray.call(
         "GetDataset", {"ProjectName": project, "DatasetName": "d", "WithStatistics": "True"}
     )["Dataset"]
     assert set(sent) == set(models.Dataset().from_map(sent).to_map())
     assert {"BindCount", "FileCount", "TotalFileSize", "WorkflowParameters"} <= set(sent)
 
 
-def test_workflow_parameters_set_at_creation(facegroup: LiveFacegroup, project: str):
+def test_workflow_parameters_set_at_creation(immray: LiveImmray, project: str):
     created = create(
-        facegroup, project, "two", workflow_parameters=[models.WorkflowParameter(name=MIN_FACES, value="2")]
+        immray, project, "two", workflow_parameters=[models.WorkflowParameter(name=MIN_FACES, value="2")]
     )
     assert params(created) == {MIN_FACES: "2"}
 
@@ -124,37 +124,37 @@ def test_workflow_parameters_set_at_creation(facegroup: LiveFacegroup, project: 
         ('[{"Name":"FigureClusterMinFaces","Value":"3","Extra":1}]', "Name and Value"),
     ],
 )
-def test_bad_workflow_parameters_are_invalid_argument(facegroup: LiveFacegroup, project: str, value, message):
+def test_bad_workflow_parameters_are_invalid_argument(immray: LiveImmray, project: str, value, message):
     for action in ("CreateDataset", "UpdateDataset"):
         query = {"ProjectName": project, "DatasetName": "wp", "WorkflowParameters": value}
-        error = sdk_error(lambda action=action, query=query: facegroup.call(action, query))
+        error = sdk_error(lambda action=action, query=query: immray.call(action, query))
         assert (error.code, error.status_code) == ("InvalidArgument", 400)
         assert message in error.message
         if action == "CreateDataset":
-            create(facegroup, project, "wp")  # for the update round: a dataset that exists
+            create(immray, project, "wp")  # for the update round: a dataset that exists
 
 
-def test_bad_workflow_parameters_through_the_sdk(facegroup: LiveFacegroup, project: str):
+def test_bad_workflow_parameters_through_the_sdk(immray: LiveImmray, project: str):
     error = sdk_error(
         lambda: create(
-            facegroup, project, "x", workflow_parameters=[models.WorkflowParameter(name="Bogus", value="1")]
+            immray, project, "x", workflow_parameters=[models.WorkflowParameter(name="Bogus", value="1")]
         )
     )
     assert (
         error.code == "InvalidArgument" and "FigureClusterMinFaces" in error.message
     )  # names the known ones
     query = {"ProjectName": project, "DatasetName": "x", "WorkflowParameters": "[{"}
-    error = sdk_error(lambda: facegroup.call("CreateDataset", query))
+    error = sdk_error(lambda: immray.call("CreateDataset", query))
     assert (error.code, error.status_code) == ("InvalidJSON", 400) and "WorkflowParameters" in error.message
 
 
-def test_already_exists_and_not_found(facegroup: LiveFacegroup, project: str):
-    client = facegroup.client()
-    create(facegroup, project, "once")
-    error = sdk_error(lambda: create(facegroup, project, "once"))
+def test_already_exists_and_not_found(immray: LiveImmray, project: str):
+    client = immray.client()
+    create(immray, project, "once")
+    error = sdk_error(lambda: create(immray, project, "once"))
     assert (error.code, error.status_code) == ("ResourceAlreadyExists", 409)
     ghost = unique("ghost")
-    error = sdk_error(lambda: create(facegroup, ghost, "d"))
+    error = sdk_error(lambda: create(immray, ghost, "d"))
     assert (error.code, error.status_code) == (
         "ResourceNotFound",
         404,
@@ -168,11 +168,11 @@ def test_already_exists_and_not_found(facegroup: LiveFacegroup, project: str):
         assert (error.code, error.status_code) == ("ResourceNotFound", 404)
 
 
-def test_same_dataset_name_in_two_projects(facegroup: LiveFacegroup, project: str):
+def test_same_dataset_name_in_two_projects(immray: LiveImmray, project: str):
     other = unique("proj")
-    facegroup.client().create_project(models.CreateProjectRequest(project_name=other))
-    assert create(facegroup, project, "same").project_name == project
-    assert create(facegroup, other, "same").project_name == other
+    immray.client().create_project(models.CreateProjectRequest(project_name=other))
+    assert create(immray, project, "same").project_name == project
+    assert create(immray, other, "same").project_name == other
 
 
 @pytest.mark.parametrize(
@@ -185,31 +185,31 @@ def test_same_dataset_name_in_two_projects(facegroup: LiveFacegroup, project: st
         ({"dataset_name": "d", "dataset_max_total_file_size": -1}, "DatasetMaxTotalFileSize"),
     ],
 )
-def test_dataset_field_rules(facegroup: LiveFacegroup, project: str, fields: dict, named: str):
+def test_dataset_field_rules(immray: LiveImmray, project: str, fields: dict, named: str):
     request = models.CreateDatasetRequest(project_name=project, **fields)
-    error = sdk_error(lambda: facegroup.client().create_dataset(request))
+    error = sdk_error(lambda: immray.client().create_dataset(request))
     assert (error.code, error.status_code) == ("InvalidArgument", 400) and named in error.message
 
 
-def test_project_max_dataset_count_is_a_limit(facegroup: LiveFacegroup):
+def test_project_max_dataset_count_is_a_limit(immray: LiveImmray):
     name = unique("small")
-    facegroup.client().create_project(
+    immray.client().create_project(
         models.CreateProjectRequest(project_name=name, project_max_dataset_count=2)
     )
-    create(facegroup, name, "a")
-    create(facegroup, name, "b")
-    error = sdk_error(lambda: create(facegroup, name, "c"))
+    create(immray, name, "a")
+    create(immray, name, "b")
+    error = sdk_error(lambda: create(immray, name, "c"))
     assert (error.code, error.status_code) == (
         "LimitExceeded",
         400,
     ) and "ProjectMaxDatasetCount" in error.message
 
 
-def test_list_pages_with_prefix(facegroup: LiveFacegroup, project: str):
-    client = facegroup.client()
+def test_list_pages_with_prefix(immray: LiveImmray, project: str):
+    client = immray.client()
     names = sorted(["a1", "a2", "a10", "b", "A", "a_x"])
     for name in names:
-        create(facegroup, project, name)
+        create(immray, project, name)
     pages, token = [], None
     while True:
         body = client.list_datasets(
@@ -274,11 +274,11 @@ def _counts(session, dataset_id: int) -> dict[str, int]:
     }
 
 
-def test_statistics_and_deleting_a_dataset_deletes_what_it_holds(facegroup: LiveFacegroup, project: str):
-    client = facegroup.client()
-    create(facegroup, project, "gone")
-    create(facegroup, project, "kept")
-    with facegroup.db.write() as session:
+def test_statistics_and_deleting_a_dataset_deletes_what_it_holds(immray: LiveImmray, project: str):
+    client = immray.client()
+    create(immray, project, "gone")
+    create(immray, project, "kept")
+    with immray.db.write() as session:
         rows = {d.name: d for d in session.scalars(select(Dataset).where(Dataset.name.in_(["gone", "kept"])))}
         rows = {name: row for name, row in rows.items() if row.project.name == project}
         gone, kept = rows["gone"].id, rows["kept"].id
@@ -290,7 +290,7 @@ def test_statistics_and_deleting_a_dataset_deletes_what_it_holds(facegroup: Live
     assert (stats.file_count, stats.total_file_size, stats.bind_count) == (1, 2048, 1)
 
     client.delete_dataset(models.DeleteDatasetRequest(project_name=project, dataset_name="gone"))
-    with facegroup.db.read() as session:
+    with immray.db.read() as session:
         assert set(_counts(session, gone).values()) == {0}
         assert _counts(session, kept) == {
             "File": 1,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from facegroup.protocol.errors import ImmError
-from facegroup.services import workflow_parameters as wp
-from facegroup.services.analysis import analyzer_config
-from facegroup.settings import Settings
+from immray.protocol.errors import ImmError
+from immray.services import workflow_parameters as wp
+from immray.services.analysis import analyzer_config
+from immray.settings import Settings
 
 
 def test_validated_pairs_are_sorted_strings():

@@ -12,11 +12,11 @@ import shutil
 
 import pytest
 from alibabacloud_imm20200930 import models
-from live_facegroup import sdk_error
+from live_immray import sdk_error
 from live_indexing import index_and_wait, indexing_server, new_dataset
 
-from facegroup.services.analysis import analyzer_for
-from facegroup.settings import Settings
+from immray.services.analysis import analyzer_for
+from immray.settings import Settings
 
 MODE = "FaceDetectionMode"
 

@@ -16,18 +16,18 @@ import uuid
 import pytest
 import redis
 from alibabacloud_imm20200930 import models
-from live_facegroup import BACKENDS, sdk_error, unique
+from live_immray import BACKENDS, sdk_error, unique
 from live_indexing import batch_index, get_files, index_and_wait, indexing_server, new_dataset, wait_done
 from PIL import Image
 from sqlalchemy import func, select
 
-from facegroup.services.analysis import analyzer_for
-from facegroup.settings import NotifyTopic
-from facegroup.store import Dataset, Figure, File
+from immray.services.analysis import analyzer_for
+from immray.settings import NotifyTopic
+from immray.store import Dataset, Figure, File
 from photo_testkit import write_photo_set
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-STREAM = f"facegroup-test-index-{uuid.uuid4().hex}"
+STREAM = f"immray-test-index-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,17 @@ analysed when a server starts on the same database; a file cut short too often f
 from __future__ import annotations
 
 import pytest
-from live_facegroup import BACKENDS, Key, LiveFacegroup, database_url_for
+from live_immray import BACKENDS, Key, LiveImmray, database_url_for
 from live_indexing import batch_index, get_files, new_dataset, wait_done
 from live_server import serve
 from sqlalchemy import update
 
-from facegroup.api.bootstrap import build_app
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys
-from facegroup.services.database import Database
-from facegroup.settings import Settings
-from facegroup.store import File
+from immray.api.bootstrap import build_app
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.store import File
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -32,7 +32,7 @@ def test_pending_files_are_analysed_at_the_next_start(request, tmp_path, backend
     uris = [portrait.as_uri(), astronaut.as_uri()]
     try:
         with serve(build_app(settings, db=db, services=lambda context: [])) as address:  # no worker runs
-            client = LiveFacegroup(address, settings, db, key).client()
+            client = LiveImmray(address, settings, db, key).client()
             project, dataset = new_dataset(client)
             batch_index(client, project, dataset, uris)
             assert {f.object_status for f in get_files(client, project, dataset, uris).values()} == {
@@ -43,7 +43,7 @@ def test_pending_files_are_analysed_at_the_next_start(request, tmp_path, backend
                 update(File).where(File.uri == uris[1]).values(attempts=settings.task_max_attempts)
             )
         with serve(build_app(settings, db=db)) as address:
-            client = LiveFacegroup(address, settings, db, key).client()
+            client = LiveImmray(address, settings, db, key).client()
             files = wait_done(client, project, dataset, uris)
     finally:
         db.close()

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 from alibabacloud_imm20200930 import models
-from live_facegroup import sdk_error, unique
+from live_immray import sdk_error, unique
 from live_indexing import batch_index, get_files, index_and_wait, indexing_server, new_dataset
 
-from facegroup.faces.similarity import distance_similarity
-from facegroup.services.analysis import analyzer_for
+from immray.faces.similarity import distance_similarity
+from immray.services.analysis import analyzer_for
 from photo_testkit import write_photo_set
 from s3_testkit import bucket_settings, closed_port, moto_server, s3_client
 

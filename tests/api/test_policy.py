@@ -6,9 +6,9 @@ import re
 
 import pytest
 from alibabacloud_imm20200930 import models
-from live_facegroup import LiveFacegroup, sdk_error, unique
+from live_immray import LiveImmray, sdk_error, unique
 
-from facegroup.policy import (
+from immray.policy import (
     ADMIN_POLICY,
     Decision,
     Glob,
@@ -125,7 +125,7 @@ def test_glob_prefix_viability():
         (document({"Effect": "Allow", "Action": "imm:*"}), "Resource"),
     ],
 )
-def test_documents_facegroup_cannot_apply_are_refused(value, complaint):
+def test_documents_immray_cannot_apply_are_refused(value, complaint):
     with pytest.raises(PolicyError, match=re.escape(complaint)):
         parse_policy(value)
 
@@ -134,9 +134,9 @@ def test_documents_facegroup_cannot_apply_are_refused(value, complaint):
 
 
 @pytest.fixture(scope="module")
-def world(facegroup: LiveFacegroup) -> dict[str, str]:
+def world(immray: LiveImmray) -> dict[str, str]:
     """Two projects with two datasets each, made by the admin key."""
-    client = facegroup.client()
+    client = immray.client()
     names = {"p": unique("pol"), "q": unique("pol")}
     for project in names.values():
         client.create_project(models.CreateProjectRequest(project_name=project))
@@ -145,9 +145,9 @@ def world(facegroup: LiveFacegroup) -> dict[str, str]:
     return names
 
 
-def test_a_dataset_key_reaches_its_dataset_only(facegroup: LiveFacegroup, world):
+def test_a_dataset_key_reaches_its_dataset_only(immray: LiveImmray, world):
     p, q = world["p"], world["q"]
-    client = facegroup.client(facegroup.new_key(dataset_policy(p, "d1")))
+    client = immray.client(immray.new_key(dataset_policy(p, "d1")))
     assert client.get_dataset(models.GetDatasetRequest(project_name=p, dataset_name="d1")).body.dataset
     client.update_dataset(models.UpdateDatasetRequest(project_name=p, dataset_name="d1", description="mine"))
     assert client.get_project(models.GetProjectRequest(project_name=p)).body.project.project_name == p
@@ -167,9 +167,9 @@ def test_a_dataset_key_reaches_its_dataset_only(facegroup: LiveFacegroup, world)
     assert f"acs:imm:*:*:project/{p}/dataset/d2" in error.message and "DeleteDataset" in error.message
 
 
-def test_policy_is_judged_before_existence(facegroup: LiveFacegroup, world):
+def test_policy_is_judged_before_existence(immray: LiveImmray, world):
     """A key that may not touch a project learns nothing about it: Forbidden, never ResourceNotFound."""
-    client = facegroup.client(facegroup.new_key(dataset_policy(world["p"], "d1")))
+    client = immray.client(immray.new_key(dataset_policy(world["p"], "d1")))
     for project in (world["q"], unique("ghost")):
         error = sdk_error(
             lambda project=project: client.get_project(models.GetProjectRequest(project_name=project))
@@ -177,10 +177,10 @@ def test_policy_is_judged_before_existence(facegroup: LiveFacegroup, world):
         assert error.code == "Forbidden"
 
 
-def test_deny_wins_per_action(facegroup: LiveFacegroup, world):
+def test_deny_wins_per_action(immray: LiveImmray, world):
     p = world["p"]
-    key = facegroup.new_key(document(allow("imm:*", "*"), deny(["imm:Delete*", "imm:Update*"], "*")))
-    client = facegroup.client(key)
+    key = immray.new_key(document(allow("imm:*", "*"), deny(["imm:Delete*", "imm:Update*"], "*")))
+    client = immray.client(key)
     assert client.get_project(models.GetProjectRequest(project_name=p)).body.project
     scratch = unique("scratch")
     client.create_project(models.CreateProjectRequest(project_name=scratch))
@@ -191,8 +191,8 @@ def test_deny_wins_per_action(facegroup: LiveFacegroup, world):
         assert sdk_error(call).code == "Forbidden"
 
 
-def test_read_only_key(facegroup: LiveFacegroup, world):
-    client = facegroup.client(facegroup.new_key(document(allow(["imm:Get*", "imm:List*"], "*"))))
+def test_read_only_key(immray: LiveImmray, world):
+    client = immray.client(immray.new_key(document(allow(["imm:Get*", "imm:List*"], "*"))))
     listed = client.list_projects(models.ListProjectsRequest(prefix=world["p"])).body.projects
     assert [p.project_name for p in listed] == [world["p"]]
     assert client.get_dataset(
@@ -202,9 +202,9 @@ def test_read_only_key(facegroup: LiveFacegroup, world):
     assert (error.code, error.status_code) == ("Forbidden", 403)
 
 
-def test_listings_show_only_what_the_key_may_reach(facegroup: LiveFacegroup, world):
+def test_listings_show_only_what_the_key_may_reach(immray: LiveImmray, world):
     p, q = world["p"], world["q"]
-    client = facegroup.client(facegroup.new_key(dataset_policy(p, "d2")))
+    client = immray.client(immray.new_key(dataset_policy(p, "d2")))
     projects = client.list_projects(models.ListProjectsRequest(max_results=1)).body
     assert [x.project_name for x in projects.projects] == [p] and not projects.next_token
     datasets = client.list_datasets(models.ListDatasetsRequest(project_name=p)).body.datasets
@@ -212,8 +212,8 @@ def test_listings_show_only_what_the_key_may_reach(facegroup: LiveFacegroup, wor
     error = sdk_error(lambda: client.list_datasets(models.ListDatasetsRequest(project_name=q)))
     assert (error.code, error.status_code) == ("Forbidden", 403)
 
-    both = facegroup.client(
-        facegroup.new_key(document(*project_policy(p)["Statement"], *project_policy(q)["Statement"]))
+    both = immray.client(
+        immray.new_key(document(*project_policy(p)["Statement"], *project_policy(q)["Statement"]))
     )
     seen, token = [], None
     while True:  # filtered pages still page: one project per page, tokens in between
@@ -224,8 +224,8 @@ def test_listings_show_only_what_the_key_may_reach(facegroup: LiveFacegroup, wor
             break
     assert seen == sorted([p, q])
 
-    hiding = facegroup.client(
-        facegroup.new_key(
+    hiding = immray.client(
+        immray.new_key(
             document(allow("imm:*", "*"), deny("imm:ListDatasets", f"acs:imm:*:*:project/{p}/dataset/d1"))
         )
     )
@@ -233,7 +233,7 @@ def test_listings_show_only_what_the_key_may_reach(facegroup: LiveFacegroup, wor
     assert [d.dataset_name for d in datasets] == ["d2"]
 
 
-def test_a_listing_can_be_refused_outright(facegroup: LiveFacegroup, world):
-    client = facegroup.client(facegroup.new_key(document(allow("imm:GetProject", "*"))))
+def test_a_listing_can_be_refused_outright(immray: LiveImmray, world):
+    client = immray.client(immray.new_key(document(allow("imm:GetProject", "*"))))
     error = sdk_error(lambda: client.list_projects(models.ListProjectsRequest()))
     assert (error.code, error.status_code) == ("Forbidden", 403) and "ListProjects" in error.message

@@ -6,9 +6,9 @@ from datetime import datetime
 
 import pytest
 from alibabacloud_imm20200930 import models
-from live_facegroup import LiveFacegroup, sdk_error, unique
+from live_immray import LiveImmray, sdk_error, unique
 
-from facegroup.store import Dataset, File, Project
+from immray.store import Dataset, File, Project
 
 
 def rfc3339(text: str) -> datetime:
@@ -16,16 +16,16 @@ def rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def create(facegroup: LiveFacegroup, name: str, **fields) -> models.Project:
+def create(immray: LiveImmray, name: str, **fields) -> models.Project:
     request = models.CreateProjectRequest(project_name=name, **fields)
-    return facegroup.client().create_project(request).body.project
+    return immray.client().create_project(request).body.project
 
 
-def test_project_life_cycle(facegroup: LiveFacegroup):
-    client = facegroup.client()
+def test_project_life_cycle(immray: LiveImmray):
+    client = immray.client()
     name = unique("life")
     created = create(
-        facegroup,
+        immray,
         name,
         description="family photos",
         tag=[models.CreateProjectRequestTag(key="owner", value="ann")],
@@ -63,36 +63,36 @@ def test_project_life_cycle(facegroup: LiveFacegroup):
     assert name in error.message
 
 
-def test_the_response_keys_are_the_sdk_models(facegroup: LiveFacegroup):
+def test_the_response_keys_are_the_sdk_models(immray: LiveImmray):
     """Every key the server sends is one the SDK's Project model reads (a stray key would be dropped)."""
     name = unique("keys")
-    create(facegroup, name, tag=[models.CreateProjectRequestTag(key="k", value="v")])
-    sent = facegroup.call("GetProject", {"ProjectName": name, "WithStatistics": "true"})["Project"]
+    create(immray, name, tag=[models.CreateProjectRequestTag(key="k", value="v")])
+    sent = immray.call("GetProject", {"ProjectName": name, "WithStatistics": "true"})["Project"]
     known = set(models.Project().from_map(sent).to_map())
     assert set(sent) == known
     assert sent["Tags"] == [{"TagKey": "k", "TagValue": "v"}]
 
 
-def test_a_second_create_is_resource_already_exists(facegroup: LiveFacegroup):
+def test_a_second_create_is_resource_already_exists(immray: LiveImmray):
     name = unique("twice")
-    create(facegroup, name)
-    error = sdk_error(lambda: create(facegroup, name))
+    create(immray, name)
+    error = sdk_error(lambda: create(immray, name))
     assert (error.code, error.status_code) == ("ResourceAlreadyExists", 409)
     assert name in error.message
 
 
 @pytest.mark.parametrize("name", ["1photos", "pho.tos", "pho tos", "-x", "é", "x" * 129])
-def test_names_follow_imm_rules(facegroup: LiveFacegroup, name: str):
-    error = sdk_error(lambda: create(facegroup, name))
+def test_names_follow_imm_rules(immray: LiveImmray, name: str):
+    error = sdk_error(lambda: create(immray, name))
     assert (error.code, error.status_code) == ("InvalidArgument", 400)
     assert "ProjectName" in error.message
 
 
-def test_longest_and_underscore_names_are_fine(facegroup: LiveFacegroup):
+def test_longest_and_underscore_names_are_fine(immray: LiveImmray):
     longest = (unique("L") + "x" * 128)[:128]
     assert len(longest) == 128
-    assert create(facegroup, longest).project_name == longest
-    assert create(facegroup, "_" + unique()).project_name.startswith("_")
+    assert create(immray, longest).project_name == longest
+    assert create(immray, "_" + unique()).project_name.startswith("_")
 
 
 @pytest.mark.parametrize(
@@ -115,33 +115,33 @@ def test_longest_and_underscore_names_are_fine(facegroup: LiveFacegroup):
         ),
     ],
 )
-def test_field_limits(facegroup: LiveFacegroup, fields: dict, named: str):
-    error = sdk_error(lambda: create(facegroup, unique("limits"), **fields))
+def test_field_limits(immray: LiveImmray, fields: dict, named: str):
+    error = sdk_error(lambda: create(immray, unique("limits"), **fields))
     assert (error.code, error.status_code) == ("InvalidArgument", 400)
     assert named in error.message
 
 
-def test_too_many_tags_and_bad_json(facegroup: LiveFacegroup):
+def test_too_many_tags_and_bad_json(immray: LiveImmray):
     tags = [models.CreateProjectRequestTag(key=f"k{i}", value="v") for i in range(21)]
-    error = sdk_error(lambda: create(facegroup, unique("tags"), tag=tags))
+    error = sdk_error(lambda: create(immray, unique("tags"), tag=tags))
     assert (error.code, error.status_code) == ("LimitExceeded", 400)
     error = sdk_error(
-        lambda: facegroup.call("CreateProject", {"ProjectName": unique("json"), "Tag": '[{"Key":'})
+        lambda: immray.call("CreateProject", {"ProjectName": unique("json"), "Tag": '[{"Key":'})
     )
     assert (error.code, error.status_code) == ("InvalidJSON", 400) and "Tag" in error.message
     error = sdk_error(
-        lambda: facegroup.call("CreateProject", {"ProjectName": unique("shape"), "Tag": '[{"Key": 1}]'})
+        lambda: immray.call("CreateProject", {"ProjectName": unique("shape"), "Tag": '[{"Key": 1}]'})
     )
     assert (error.code, error.status_code) == ("InvalidArgument", 400)
 
 
-def test_list_pages_by_name_with_prefix(facegroup: LiveFacegroup):
-    client = facegroup.client()
+def test_list_pages_by_name_with_prefix(immray: LiveImmray):
+    client = immray.client()
     prefix = unique("page") + "_"
     names = sorted(f"{prefix}{suffix}" for suffix in ["b", "a", "C", "_z", "a1", "a0", "B2"])
     for name in names:
-        create(facegroup, name)
-    create(facegroup, unique("other"))
+        create(immray, name)
+    create(immray, unique("other"))
 
     seen, token, sizes = [], None, []
     while True:
@@ -161,20 +161,20 @@ def test_list_pages_by_name_with_prefix(facegroup: LiveFacegroup):
     assert client.list_projects(models.ListProjectsRequest(prefix=prefix + "zzz")).body.projects == []
 
 
-def test_list_filters_by_tags(facegroup: LiveFacegroup):
+def test_list_filters_by_tags(immray: LiveImmray):
     prefix = unique("tagged") + "_"
-    create(facegroup, prefix + "a", tag=[models.CreateProjectRequestTag(key="env", value="prod")])
-    create(facegroup, prefix + "b", tag=[models.CreateProjectRequestTag(key="env", value="test")])
-    create(facegroup, prefix + "c")
+    create(immray, prefix + "a", tag=[models.CreateProjectRequestTag(key="env", value="prod")])
+    create(immray, prefix + "b", tag=[models.CreateProjectRequestTag(key="env", value="test")])
+    create(immray, prefix + "c")
     request = models.ListProjectsRequest(
         prefix=prefix, tag=[models.ListProjectsRequestTag(key="env", value="prod")]
     )
-    found = facegroup.client().list_projects(request).body.projects
+    found = immray.client().list_projects(request).body.projects
     assert [p.project_name for p in found] == [prefix + "a"]
 
 
-def test_list_paging_errors(facegroup: LiveFacegroup):
-    client = facegroup.client()
+def test_list_paging_errors(immray: LiveImmray):
+    client = immray.client()
     error = sdk_error(lambda: client.list_projects(models.ListProjectsRequest(max_results=201)))
     assert error.code == "InvalidArgument" and "MaxResults" in error.message
     error = sdk_error(lambda: client.list_projects(models.ListProjectsRequest(next_token="not-a-token")))
@@ -183,10 +183,10 @@ def test_list_paging_errors(facegroup: LiveFacegroup):
     assert error.code == "InvalidArgument" and "Prefix" in error.message
 
 
-def test_a_project_with_datasets_cannot_be_deleted(facegroup: LiveFacegroup):
-    client = facegroup.client()
+def test_a_project_with_datasets_cannot_be_deleted(immray: LiveImmray):
+    client = immray.client()
     name = unique("full")
-    create(facegroup, name)
+    create(immray, name)
     for dataset in ("d1", "d2", "d3"):
         client.create_dataset(models.CreateDatasetRequest(project_name=name, dataset_name=dataset))
     error = sdk_error(lambda: client.delete_project(models.DeleteProjectRequest(project_name=name)))
@@ -197,8 +197,8 @@ def test_a_project_with_datasets_cannot_be_deleted(facegroup: LiveFacegroup):
     client.delete_project(models.DeleteProjectRequest(project_name=name))
 
 
-def test_missing_projects_are_resource_not_found(facegroup: LiveFacegroup):
-    client = facegroup.client()
+def test_missing_projects_are_resource_not_found(immray: LiveImmray):
+    client = immray.client()
     name = unique("ghost")
     for call in (
         lambda: client.update_project(models.UpdateProjectRequest(project_name=name, description="x")),
@@ -209,13 +209,13 @@ def test_missing_projects_are_resource_not_found(facegroup: LiveFacegroup):
         assert (error.code, error.status_code) == ("ResourceNotFound", 404)
 
 
-def test_statistics_count_datasets_files_and_bytes(facegroup: LiveFacegroup):
-    client = facegroup.client()
+def test_statistics_count_datasets_files_and_bytes(immray: LiveImmray):
+    client = immray.client()
     name = unique("stats")
-    create(facegroup, name)
+    create(immray, name)
     for dataset in ("a", "b"):
         client.create_dataset(models.CreateDatasetRequest(project_name=name, dataset_name=dataset))
-    with facegroup.db.write() as session:
+    with immray.db.write() as session:
         project = session.query(Project).filter_by(name=name).one()
         a, b = (session.query(Dataset).filter_by(project_id=project.id, name=n).one() for n in ("a", "b"))
         session.add_all(

@@ -6,12 +6,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from live_facegroup import BACKENDS, database_url_for
+from live_immray import BACKENDS, database_url_for
 
-from facegroup.protocol.errors import ImmError
-from facegroup.services import listing, projects
-from facegroup.services.database import Database
-from facegroup.services.projects import ProjectChanges
+from immray.protocol.errors import ImmError
+from immray.services import listing, projects
+from immray.services.database import Database
+from immray.services.projects import ProjectChanges
 
 
 @pytest.fixture(params=BACKENDS)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 from live_server import serve
 
-from facegroup.api.bootstrap import build_app
-from facegroup.services.database import Database
-from facegroup.settings import Settings
+from immray.api.bootstrap import build_app
+from immray.services.database import Database
+from immray.settings import Settings
 
 PROJECT_AND_DATASET_ACTIONS = {
     "CreateProject",
@@ -100,4 +100,4 @@ def test_services_are_built_with_the_server_context(settings: Settings):
     seen = []
     build_app(settings, services=lambda context: seen.append(context) or [])
     (context,) = seen
-    assert context.settings is settings and context.db.engine.url.database.endswith("facegroup.db")
+    assert context.settings is settings and context.db.engine.url.database.endswith("immray.db")

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from live_facegroup import LiveFacegroup
+from live_immray import LiveImmray
 
-from facegroup.credentials import Credentials, save_credentials
+from immray.credentials import Credentials, save_credentials
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- README-SDK-SNIPPET"
@@ -25,11 +25,11 @@ def readme_snippet() -> str:
     return match.group(1)
 
 
-def test_the_readme_snippet_runs_as_written(facegroup: LiveFacegroup, tmp_path: Path):
+def test_the_readme_snippet_runs_as_written(immray: LiveImmray, tmp_path: Path):
     home = tmp_path / "home"
-    credentials = home / ".local" / "share" / "facegroup" / "credentials.json"
+    credentials = home / ".local" / "share" / "immray" / "credentials.json"
     save_credentials(
-        credentials, Credentials(facegroup.admin.access_key_id, facegroup.admin.secret, facegroup.address)
+        credentials, Credentials(immray.admin.access_key_id, immray.admin.secret, immray.address)
     )
     result = subprocess.run(
         [sys.executable, "-c", readme_snippet()],

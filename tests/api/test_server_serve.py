@@ -1,4 +1,4 @@
-"""`facegroup serve` as a real process: first-start admin key, saved credentials, restart, long request lines."""
+"""`immray serve` as a real process: first-start admin key, saved credentials, restart, long request lines."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from alibabacloud_imm20200930 import models
 from harness import sdk_client
-from live_facegroup import BACKENDS, database_url_for, unique
+from live_immray import BACKENDS, database_url_for, unique
 from live_server import exchange
 
-from facegroup.protocol.signing import encode_query, sign
+from immray.protocol.signing import encode_query, sign
 
-FACEGROUP = [sys.executable, "-m", "facegroup.cli"]
+IMMRAY = [sys.executable, "-m", "immray.cli"]
 
 
 def free_port() -> int:
@@ -30,12 +30,12 @@ def free_port() -> int:
 
 
 class Served:
-    """One `facegroup serve` process; ``stop()`` sends SIGTERM and returns what it printed."""
+    """One `immray serve` process; ``stop()`` sends SIGTERM and returns what it printed."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [*FACEGROUP, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *args],
+            [*IMMRAY, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -45,12 +45,12 @@ class Served:
         while True:
             if self.process.poll() is not None:
                 out, err = self.process.communicate()
-                raise AssertionError(f"facegroup serve exited {self.process.returncode}:\n{out}\n{err}")
+                raise AssertionError(f"immray serve exited {self.process.returncode}:\n{out}\n{err}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "facegroup serve did not start listening"
+                assert time.monotonic() < deadline, "immray serve did not start listening"
                 time.sleep(0.05)
 
     @property
@@ -69,7 +69,7 @@ class Served:
 def environment(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     data_dir = tmp_path / "data"
     url = database_url_for(request, request.param, data_dir)
-    return data_dir, {"FACEGROUP_DATABASE_URL": url}
+    return data_dir, {"IMMRAY_DATABASE_URL": url}
 
 
 def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
@@ -80,7 +80,7 @@ def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
         saved = json.loads(credentials_path.read_text())
         assert stat.S_IMODE(credentials_path.stat().st_mode) == 0o600
         assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
-        for database in data_dir.glob("facegroup.db*"):  # SQLite: the secrets are in there too
+        for database in data_dir.glob("immray.db*"):  # SQLite: the secrets are in there too
             assert stat.S_IMODE(database.stat().st_mode) == 0o600, database
         assert saved["Endpoint"] == first.address
         client = sdk_client(first.address, saved["AccessKeyId"], saved["AccessKeySecret"])
@@ -109,7 +109,7 @@ def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
     assert "AccessKeySecret" not in out and saved["AccessKeySecret"] not in out
 
     listed = subprocess.run(
-        [*FACEGROUP, "keys", "--data-dir", str(data_dir), "list", "--json"],
+        [*IMMRAY, "keys", "--data-dir", str(data_dir), "list", "--json"],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -155,7 +155,7 @@ def test_serve_takes_a_sixty_kib_request_line_and_shows_its_roots(tmp_path: Path
 )
 def test_bad_serve_options_are_clear_errors(tmp_path: Path, args, complaint):
     result = subprocess.run(
-        [*FACEGROUP, "serve", "--data-dir", str(tmp_path), *args], capture_output=True, text=True, timeout=60
+        [*IMMRAY, "serve", "--data-dir", str(tmp_path), *args], capture_output=True, text=True, timeout=60
     )
     assert result.returncode in (1, 2) and complaint in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "credentials.json").exists()
@@ -163,11 +163,11 @@ def test_bad_serve_options_are_clear_errors(tmp_path: Path, args, complaint):
 
 def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path: Path):
     result = subprocess.run(
-        [*FACEGROUP, "serve", "--data-dir", str(tmp_path)],
+        [*IMMRAY, "serve", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "FACEGROUP_DATABASE_URL": "mysql://nobody@localhost/db"},
+        env={**os.environ, "IMMRAY_DATABASE_URL": "mysql://nobody@localhost/db"},
     )
     assert (
         result.returncode == 1

@@ -12,7 +12,7 @@ from alibabacloud_imm20200930.client import Client
 from darabonba.exceptions import UnretryableException
 from PIL import Image, ImageOps
 
-from facegroup.samples import sample_path
+from immray.samples import sample_path
 
 WAIT_SECONDS = 180
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""`facegroup index DIR --watch` against a live server: it binds the folder, shows the full scan and the
+"""`immray index DIR --watch` against a live server: it binds the folder, shows the full scan and the
 changes that follow, and ends when the binding is deleted (the photos stay indexed)."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from alibabacloud_imm20200930 import models as imm
 from alibabacloud_tea_openapi.exceptions import ClientException
 from binding_kit import files_of, jpeg, truncated_jpeg, wait_files, wait_for, wait_incremental
 from click.testing import CliRunner
-from live_facegroup import unique
+from live_immray import unique
 from live_indexing import indexing_server
 
-from facegroup.cli import main
-from facegroup.credentials import Credentials, save_credentials
-from facegroup.settings import Settings
+from immray.cli import main
+from immray.credentials import Credentials, save_credentials
+from immray.settings import Settings
 
 
 def test_index_watch_binds_the_folder_and_follows_it(request, tmp_path):

@@ -24,24 +24,24 @@ from binding_kit import (
     wait_for,
     wait_incremental,
 )
-from live_facegroup import BACKENDS, LiveFacegroup, sdk_error
+from live_immray import BACKENDS, LiveImmray, sdk_error
 from live_indexing import indexing_server, new_dataset
 from people_testkit import all_people, cluster, wait_task
 from sqlalchemy import select
 
-from facegroup.settings import NotifyTopic
-from facegroup.store import File
+from immray.settings import NotifyTopic
+from immray.store import File
 
 SCAN_SECONDS = 1.0
 TOPIC = "bindings-done"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(request, tmp_path_factory) -> Iterator[tuple[LiveFacegroup, Path, str]]:
+def server(request, tmp_path_factory) -> Iterator[tuple[LiveImmray, Path, str]]:
     data_dir = tmp_path_factory.mktemp("bindings")
     root = data_dir / "root"
     root.mkdir()
-    stream = f"facegroup-bindings-{uuid.uuid4().hex[:8]}"
+    stream = f"immray-bindings-{uuid.uuid4().hex[:8]}"
     topics = {TOPIC: NotifyTopic(url="redis://127.0.0.1:6379/0", stream=stream)}
     with indexing_server(
         request,
@@ -79,7 +79,7 @@ def bind(client, project: str, dataset: str, uri: str) -> imm.Binding:
     ).body.binding
 
 
-def event_ids(live: LiveFacegroup, uris: list[str]) -> dict[str, str]:
+def event_ids(live: LiveImmray, uris: list[str]) -> dict[str, str]:
     with live.db.read() as session:
         return dict(session.execute(select(File.uri, File.event_id).where(File.uri.in_(uris))).all())
 

@@ -9,19 +9,19 @@ from datetime import datetime
 import pytest
 from alibabacloud_imm20200930 import models as imm
 from binding_kit import files_of, get_binding, jpeg, wait_files, wait_for, wait_incremental
-from live_facegroup import BACKENDS, Key, LiveFacegroup, database_url_for
+from live_immray import BACKENDS, Key, LiveImmray, database_url_for
 from live_indexing import new_dataset
 from live_server import serve
 from sqlalchemy import select
 
-from facegroup.api.bootstrap import build_app
-from facegroup.bindings import leases
-from facegroup.bindings.runner import BindingRunner
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys
-from facegroup.services.database import Database
-from facegroup.settings import Settings
-from facegroup.store import Binding, Dataset, Figure, File, Project
+from immray.api.bootstrap import build_app
+from immray.bindings import leases
+from immray.bindings.runner import BindingRunner
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.store import Binding, Dataset, Figure, File, Project
 
 
 def files_state(db: Database, uris: list[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -63,7 +63,7 @@ def test_a_binding_resumes_after_a_restart_without_reindexing(request, tmp_path,
             settings, db=db, services=lambda context: [BindingRunner(context.db, settings)]
         )
         with serve(only_runner) as address:
-            client = LiveFacegroup(address, settings, db, key).client()
+            client = LiveImmray(address, settings, db, key).client()
             project, dataset = new_dataset(client)
             binding_uri = client.create_binding(
                 imm.CreateBindingRequest(project_name=project, dataset_name=dataset, uri=root.as_uri())
@@ -75,7 +75,7 @@ def test_a_binding_resumes_after_a_restart_without_reindexing(request, tmp_path,
             assert session.scalar(select(Binding.lease_owner).where(Binding.uri == binding_uri)) is None
 
         with serve(build_app(settings, db=db)) as address:  # resumes: analyses, submits nothing again
-            client = LiveFacegroup(address, settings, db, key).client()
+            client = LiveImmray(address, settings, db, key).client()
             wait_incremental(client, project, dataset, binding_uri)
             indexed = wait_files(client, project, dataset, uris)
         assert {file.object_status for file in indexed.values()} == {"Indexed"}
@@ -92,7 +92,7 @@ def test_a_binding_resumes_after_a_restart_without_reindexing(request, tmp_path,
                 lambda: (scanned_at(db, binding_uri) or datetime.min).timestamp() > restarted,
             )
             binding = get_binding(
-                LiveFacegroup(address, settings, db, key).client(), project, dataset, binding_uri
+                LiveImmray(address, settings, db, key).client(), project, dataset, binding_uri
             )
         assert (binding.state, binding.phase) == ("Running", "IncrementalScanning")
         assert files_state(db, uris) == after

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from alibabacloud_imm20200930 import models as imm
 from binding_kit import get_binding, jpeg, wait_files, wait_incremental
-from live_facegroup import sdk_error
+from live_immray import sdk_error
 from live_indexing import indexing_server, new_dataset
 
 from s3_testkit import bucket_settings, moto_server, s3_client

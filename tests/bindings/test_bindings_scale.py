@@ -8,18 +8,18 @@ import contextlib
 import pytest
 from alibabacloud_imm20200930 import models as imm
 from binding_kit import jpeg, wait_files, wait_for, wait_incremental
-from live_facegroup import Key, LiveFacegroup
+from live_immray import Key, LiveImmray
 from live_indexing import new_dataset
 from live_server import serve
 from sqlalchemy import select
 
-from facegroup.api.bootstrap import build_app
-from facegroup.bindings.runner import BindingRunner
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys
-from facegroup.services.database import Database
-from facegroup.settings import Settings
-from facegroup.store import Binding
+from immray.api.bootstrap import build_app
+from immray.bindings.runner import BindingRunner
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.store import Binding
 
 
 def runner_of(app) -> BindingRunner:
@@ -49,7 +49,7 @@ def test_one_server_holds_a_binding_and_the_other_takes_it_over(tmp_path, new_po
     stacks = [contextlib.ExitStack(), contextlib.ExitStack()]
     try:
         addresses = [stack.enter_context(serve(app)) for stack, app in zip(stacks, apps, strict=True)]
-        client = LiveFacegroup(addresses[0], settings, databases[0], key).client()
+        client = LiveImmray(addresses[0], settings, databases[0], key).client()
         project, dataset = new_dataset(client)
         uri = client.create_binding(
             imm.CreateBindingRequest(project_name=project, dataset_name=dataset, uri=root.as_uri())
@@ -65,7 +65,7 @@ def test_one_server_holds_a_binding_and_the_other_takes_it_over(tmp_path, new_po
         stacks[holder].close()  # the holder's server stops and lets go of the binding
         wait_for("the other runner to take over", lambda: runners[other].held == {binding_id})
         (root / "second.jpg").write_bytes(jpeg("astronaut", mirror=True, scale=0.9))
-        client = LiveFacegroup(addresses[other], settings, databases[other], key).client()
+        client = LiveImmray(addresses[other], settings, databases[other], key).client()
         found = wait_files(
             client, project, dataset, [(root / n).as_uri() for n in ("first.jpg", "second.jpg")]
         )

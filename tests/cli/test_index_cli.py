@@ -1,4 +1,4 @@
-"""`facegroup index DIR` against a live server, signed with the key saved in the data directory."""
+"""`immray index DIR` against a live server, signed with the key saved in the data directory."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from live_facegroup import unique
+from live_immray import unique
 from live_indexing import get_files, indexing_server
 
-from facegroup.cli import main
-from facegroup.client import ApiError, ImmClient, connect
-from facegroup.credentials import Credentials, save_credentials
-from facegroup.folder_index import find_photos
-from facegroup.settings import Settings
+from immray.cli import main
+from immray.client import ApiError, ImmClient, connect
+from immray.credentials import Credentials, save_credentials
+from immray.folder_index import find_photos
+from immray.settings import Settings
 from photo_testkit import write_photo_set
 
 
@@ -36,7 +36,7 @@ def server(request, tmp_path_factory, photos):
 
 @pytest.fixture()
 def data_dir(tmp_path, server):
-    """A CLI data directory holding the server's admin key, as `facegroup serve` saves it."""
+    """A CLI data directory holding the server's admin key, as `immray serve` saves it."""
     save_credentials(
         Settings(data_dir=tmp_path).credentials_path,
         Credentials(server.admin.access_key_id, server.admin.secret, server.address),
@@ -101,7 +101,7 @@ def test_a_folder_the_server_may_not_read_is_a_clear_error(photos, data_dir, tmp
 
 def test_without_a_key_or_a_server_the_cli_says_what_to_do(photos, tmp_path):
     result = run("index", str(photos.root / "photos"), "--data-dir", str(tmp_path / "empty"))
-    assert result.exit_code == 1 and "no access key" in result.output and "facegroup serve" in result.output
+    assert result.exit_code == 1 and "no access key" in result.output and "immray serve" in result.output
     save_credentials(Settings(data_dir=tmp_path).credentials_path, Credentials("id", "secret", "127.0.0.1:9"))
     result = run("index", str(photos.root / "photos"), "--data-dir", str(tmp_path))
     assert result.exit_code == 1 and "cannot reach" in result.output

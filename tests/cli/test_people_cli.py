@@ -1,5 +1,5 @@
-"""`facegroup cluster`, `facegroup people` and `facegroup export` against a live server, after
-`facegroup index`, all signed with the key saved in the data directory (SQLite and PostgreSQL)."""
+"""`immray cluster`, `immray people` and `immray export` against a live server, after
+`immray index`, all signed with the key saved in the data directory (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from live_facegroup import BACKENDS, new_postgres_database, unique  # noqa: F401  (fixture)
+from live_immray import BACKENDS, new_postgres_database, unique  # noqa: F401  (fixture)
 from live_indexing import indexing_server
 from people_photos import GROUP, make_photos
 
-from facegroup.cli import main
-from facegroup.credentials import Credentials, save_credentials
-from facegroup.settings import Settings
+from immray.cli import main
+from immray.credentials import Credentials, save_credentials
+from immray.settings import Settings
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -31,7 +31,7 @@ def server(request, tmp_path_factory):
 
 @pytest.fixture()
 def data_dir(tmp_path, server):
-    """A CLI data directory holding the server's admin key, as `facegroup serve` saves it."""
+    """A CLI data directory holding the server's admin key, as `immray serve` saves it."""
     save_credentials(
         Settings(data_dir=tmp_path).credentials_path,
         Credentials(server.admin.access_key_id, server.admin.secret, server.address),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facegroup.clustering import Change, ClusterState, Engine, NewFace
+from immray.clustering import Change, ClusterState, Engine, NewFace
 
 DIM = 32
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from clustering_helpers import People
 
-from facegroup.clustering import Engine
+from immray.clustering import Engine
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from clustering_helpers import DIM, People, add, groups
 
-from facegroup.clustering import (
+from immray.clustering import (
     Change,
     ClusteringConfig,
     ClusteringInputError,
@@ -75,7 +75,7 @@ def test_state_round_trips_through_bytes(ivf_min_faces):
 
 
 def test_garbage_bytes_are_refused_clearly():
-    with pytest.raises(ValueError, match="not a facegroup clustering state"):
+    with pytest.raises(ValueError, match="not a immray clustering state"):
         ClusterState.from_bytes(b"definitely not a state")
 
 

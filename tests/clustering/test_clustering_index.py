@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegroup.clustering.index import FaceIndex
+from immray.clustering.index import FaceIndex
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from facegroup.clustering.linkage import LinkageConstraints, average_linkage
-from facegroup.clustering.metrics import score
+from immray.clustering.linkage import LinkageConstraints, average_linkage
+from immray.clustering.metrics import score
 
 
 def _partition(labels) -> list[list[int]]:

@@ -8,8 +8,8 @@ from clustering_helpers import People
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facegroup.clustering import Change, ClusteringConfig, ClusterState, Engine, Merge, Move, NewFace, Result
-from facegroup.clustering.state import INDEPENDENT
+from immray.clustering import Change, ClusteringConfig, ClusterState, Engine, Merge, Move, NewFace, Result
+from immray.clustering.state import INDEPENDENT
 
 N_PEOPLE = 4
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from clustering_helpers import People, add, groups
 
-from facegroup.clustering import Change, ClusteringConfig, Engine, Merge, Move, NewFace
+from immray.clustering import Change, ClusteringConfig, Engine, Merge, Move, NewFace
 
 
 def test_min_faces_gates_new_clusters(engine: Engine, people: People):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facegroup.faces import AnalyzedImage, Analyzer, AnalyzerConfig, get_analyzer
+from immray.faces import AnalyzedImage, Analyzer, AnalyzerConfig, get_analyzer
 
 
 @pytest.fixture(scope="session")

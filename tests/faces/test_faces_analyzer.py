@@ -11,7 +11,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageFilter
 
-from facegroup.faces import (
+from immray.faces import (
     AnalyzedImage,
     Analyzer,
     AnalyzerConfig,
@@ -22,7 +22,7 @@ from facegroup.faces import (
     ImageError,
     get_analyzer,
 )
-from facegroup.faces.detect import upsample_for
+from immray.faces.detect import upsample_for
 
 # Where each of the six people's face is in the group photo (t1.jpg, 1280x886), labelled by looking at it:
 # generous boxes (left, top, right, bottom) that a detected face's centre must fall in.

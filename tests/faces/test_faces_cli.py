@@ -1,4 +1,4 @@
-"""`facegroup analyze` on real files, and the samples command the quick start relies on."""
+"""`immray analyze` on real files, and the samples command the quick start relies on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from click.testing import CliRunner
 
-from facegroup.cli import main
+from immray.cli import main
 
 
 def run_analyze(*paths) -> tuple[int, list[dict]]:
@@ -48,11 +48,11 @@ def test_one_bad_file_fails_alone(sample_photo, tmp_path):
 
 def test_samples_command_prints_the_group_photo_path(sample_photo):
     result = subprocess.run(
-        [sys.executable, "-m", "facegroup.samples", "group"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "immray.samples", "group"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == str(sample_photo("group"))
     unknown = subprocess.run(
-        [sys.executable, "-m", "facegroup.samples", "nobody"], capture_output=True, text=True
+        [sys.executable, "-m", "immray.samples", "nobody"], capture_output=True, text=True
     )
     assert unknown.returncode == 2 and "usage" in unknown.stderr
 

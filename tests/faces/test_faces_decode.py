@@ -11,7 +11,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from facegroup.faces import ImageError, decode_image
+from immray.faces import ImageError, decode_image
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -79,7 +79,7 @@ def test_png_bomb_is_refused_from_its_header():
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest resets our filter
 def test_declared_size_over_the_budget_is_refused_before_decoding():
-    # 120 Mpx: under Pillow's own hard limit, over facegroup's default budget of 100 Mpx
+    # 120 Mpx: under Pillow's own hard limit, over immray's default budget of 100 Mpx
     error = expect_error(png_declaring(12000, 10000), "ImageTooLarge", "12000x10000", "100.0 Mpx")
     assert "120.0 Mpx" in str(error)
 

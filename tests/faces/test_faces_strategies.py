@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from test_faces_analyzer import GROUP_PEOPLE, SAME_PERSON, centre, distance, encode, iou, only_face, photo
 
-from facegroup.clustering import ClusteringConfig
-from facegroup.faces import AnalyzerConfig, decode_image, get_analyzer
-from facegroup.faces.detect import Detection
-from facegroup.faces.strategy import Accurate, AccuratePlan, merge
+from immray.clustering import ClusteringConfig
+from immray.faces import AnalyzerConfig, decode_image, get_analyzer
+from immray.faces.detect import Detection
+from immray.faces.strategy import Accurate, AccuratePlan, merge
 
 
 def people_found(faces) -> set[str]:

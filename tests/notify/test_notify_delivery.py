@@ -16,13 +16,13 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from facegroup.notify import enqueue, envelope
-from facegroup.notify.dispatcher import OutboxDispatcher
-from facegroup.notify.outbox import claim_due, purge_outbox
-from facegroup.notify.sinks import RabbitMqSink
-from facegroup.services.database import Database
-from facegroup.settings import NotifyTopic
-from facegroup.store import OutboxMessage, utcnow
+from immray.notify import enqueue, envelope
+from immray.notify.dispatcher import OutboxDispatcher
+from immray.notify.outbox import claim_due, purge_outbox
+from immray.notify.sinks import RabbitMqSink
+from immray.services.database import Database
+from immray.settings import NotifyTopic
+from immray.store import OutboxMessage, utcnow
 from task_testkit import make_settings, wait_for
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -119,8 +119,8 @@ def test_a_webhook_gets_the_signed_envelope(db, db_url, tmp_path, receiver):
     [(headers, body)] = receiver.requests
     assert json.loads(body) == sent
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert headers["X-Facegroup-Signature"] == f"sha256={expected}"
-    assert headers["X-Facegroup-Message-Id"] == sent["id"] and headers["X-Facegroup-Topic"] == "hook"
+    assert headers["X-Immray-Signature"] == f"sha256={expected}"
+    assert headers["X-Immray-Message-Id"] == sent["id"] and headers["X-Immray-Topic"] == "hook"
     assert headers["Content-Type"].startswith("application/json")
     [row] = rows(db)
     assert row.delivered_at is not None and (row.attempts, row.last_error) == (1, None)
@@ -158,7 +158,7 @@ def test_the_dispatcher_thread_retries_on_its_own(db, db_url, tmp_path, receiver
 
 
 def test_a_redis_stream_gets_the_envelope_as_fields(db, db_url, tmp_path):
-    stream = f"facegroup-test-{uuid.uuid4().hex}"
+    stream = f"immray-test-{uuid.uuid4().hex}"
     topics = {"jobs": NotifyTopic(url="redis://127.0.0.1:6379/0", stream=stream)}
     client = redis.Redis(decode_responses=True)
     try:
@@ -171,7 +171,7 @@ def test_a_redis_stream_gets_the_envelope_as_fields(db, db_url, tmp_path):
 
 
 def test_a_rabbitmq_queue_gets_a_persistent_json_message(db, db_url, tmp_path, rabbit):
-    queue = f"facegroup-test-{uuid.uuid4().hex}"
+    queue = f"immray-test-{uuid.uuid4().hex}"
     rabbit.queue_declare(queue)
     try:
         [sent] = put(db, "q")
@@ -190,7 +190,7 @@ def test_a_rabbitmq_queue_gets_a_persistent_json_message(db, db_url, tmp_path, r
 def test_a_rabbitmq_exchange_routes_by_key_and_an_unroutable_message_is_an_error(
     db, db_url, tmp_path, rabbit
 ):
-    exchange, queue = f"facegroup-test-x-{uuid.uuid4().hex}", f"facegroup-test-{uuid.uuid4().hex}"
+    exchange, queue = f"immray-test-x-{uuid.uuid4().hex}", f"immray-test-{uuid.uuid4().hex}"
     rabbit.exchange_declare(exchange, exchange_type="direct", auto_delete=True)
     rabbit.queue_declare(queue)
     rabbit.queue_bind(queue, exchange, routing_key="tasks")
@@ -217,7 +217,7 @@ def test_a_rabbitmq_exchange_routes_by_key_and_an_unroutable_message_is_an_error
 
 
 def test_the_rabbitmq_sink_reconnects_when_the_broker_dropped_its_connection(rabbit):
-    queue = f"facegroup-test-{uuid.uuid4().hex}"
+    queue = f"immray-test-{uuid.uuid4().hex}"
     rabbit.queue_declare(queue)
     sink = RabbitMqSink(NotifyTopic(url=AMQP_URL, queue=queue))
     try:

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from facegroup.notify import envelope, event_type_of, notification_topics, validate_notification
-from facegroup.notify.outbox import retry_delay
-from facegroup.notify.sinks import sign_body
-from facegroup.protocol.errors import ImmError
-from facegroup.settings import NotifyTopic
+from immray.notify import envelope, event_type_of, notification_topics, validate_notification
+from immray.notify.outbox import retry_delay
+from immray.notify.sinks import sign_body
+from immray.protocol.errors import ImmError
+from immray.settings import NotifyTopic
 
 TOPICS = {
     "jobs": NotifyTopic(url="redis://127.0.0.1:6379/0", stream="s"),
@@ -62,7 +62,7 @@ def test_the_envelope_is_imms():
         "id": "m-1",
         "source": "acs.imm",
         "type": "imm:Task:FigureClustering",
-        "subject": "acs:imm:local:facegroup:p/imm:Task:FigureClustering",
+        "subject": "acs:imm:local:immray:p/imm:Task:FigureClustering",
         "time": str(int(at.timestamp() * 1000)),
         "content": '{"TaskId":"FaceClustering-1","Status":"Succeeded","UserData":"ünïcode"}',
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facegroup.protocol import ImmError
+from immray.protocol import ImmError
 
 
 @pytest.mark.parametrize(
@@ -34,9 +34,9 @@ def test_codes_and_statuses(error: ImmError, code: str, status: int):
 
 def test_body_is_imm_shaped():
     error = ImmError.resource_not_found("project", "p1")
-    assert error.body("REQ-1", "facegroup") == {
+    assert error.body("REQ-1", "immray") == {
         "RequestId": "REQ-1",
-        "HostId": "facegroup",
+        "HostId": "immray",
         "Code": "ResourceNotFound",
         "Message": "The specified resource project p1 is not found.",
         "Recommend": "",

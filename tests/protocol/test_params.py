@@ -8,9 +8,9 @@ import re
 import pytest
 from wire_capture import load_captures
 
-from facegroup.protocol import ImmError
-from facegroup.protocol.params import RESOURCE_NAME, Bool, Enum, Int, Json, Str, collect, parse_params
-from facegroup.protocol.signing import parse_query
+from immray.protocol import ImmError
+from immray.protocol.params import RESOURCE_NAME, Bool, Enum, Int, Json, Str, collect, parse_params
+from immray.protocol.signing import parse_query
 
 
 def error_of(spec, raw: dict[str, str]) -> ImmError:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wire_capture import ACCESS_KEY_ID, SECRET, Captured, load_captures
 
-from facegroup.protocol import HttpRequest, ImmError, MemoryNonceStore, sign, verify
-from facegroup.protocol.signing import (
+from immray.protocol import HttpRequest, ImmError, MemoryNonceStore, sign, verify
+from immray.protocol.signing import (
     ACS3_ALGORITHM,
     MAX_CLOCK_SKEW,
     acs3_signature,

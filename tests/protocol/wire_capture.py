@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from facegroup.protocol import HttpRequest
+from immray.protocol import HttpRequest
 
 CAPTURE = Path(__file__).parent / "data" / "wire-capture.txt"
 SECRET = "testAccessKeySecret"

@@ -1,6 +1,6 @@
 """Scale-out tests: the real server, Celery workers started as processes, the real PostgreSQL and the real
-Redis and RabbitMQ of this machine (``.ci/run`` starts them). Without FACEGROUP_TEST_POSTGRES_URL they are
-skipped (marker ``postgres``), which fails a CI run (FACEGROUP_REQUIRE_POSTGRES=1)."""
+Redis and RabbitMQ of this machine (``.ci/run`` starts them). Without IMMRAY_TEST_POSTGRES_URL they are
+skipped (marker ``postgres``), which fails a CI run (IMMRAY_REQUIRE_POSTGRES=1)."""
 
 from __future__ import annotations
 

@@ -26,12 +26,12 @@ import httpx
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 
-from facegroup.api.bootstrap import build_app
-from facegroup.jobs.celery_app import Queues, make_celery
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys
-from facegroup.services.database import Database
-from facegroup.settings import Settings
+from immray.api.bootstrap import build_app
+from immray.jobs.celery_app import Queues, make_celery
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
 from photo_testkit import TEST_DETECTOR
 from task_testkit import sdk_client, serve
 
@@ -62,7 +62,7 @@ def free_port() -> int:
 
 @dataclass
 class Worker:
-    """One `facegroup worker` process (its own process group, so a kill takes its children too)."""
+    """One `immray worker` process (its own process group, so a kill takes its children too)."""
 
     name: str
     process: subprocess.Popen
@@ -304,9 +304,9 @@ def deployment(
     }
     config = Settings(**values)
     env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("FACEGROUP_")},
-        **{f"FACEGROUP_{key.upper()}": _env_value(value) for key, value in values.items()},
-        "FACEGROUP_TEST_HOLDS": str(holds),
+        **{key: value for key, value in os.environ.items() if not key.startswith("IMMRAY_")},
+        **{f"IMMRAY_{key.upper()}": _env_value(value) for key, value in values.items()},
+        "IMMRAY_TEST_HOLDS": str(holds),
     }
     db = Database.connect(database_url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)

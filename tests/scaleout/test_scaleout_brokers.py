@@ -1,5 +1,5 @@
 """The scale-out mode end to end, once on Redis and once on RabbitMQ: the real server sends jobs through the
-broker to two `facegroup worker` processes, on the real PostgreSQL, driven through the official SDK.
+broker to two `immray worker` processes, on the real PostgreSQL, driven through the official SDK.
 
 - the story of API part 2 (index real photos, from a shared file:// root and from S3; cluster; query);
 - a worker SIGKILLed in the middle of a photo's analysis, and in the middle of a clustering task: the work
@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from scaleout_testkit import BROKERS, Deployment, deployment, wait_for
 from sqlalchemy import func, select
 
-from facegroup.jobs.celery_status import gather_status
-from facegroup.store import Dataset, Figure, File, Task
+from immray.jobs.celery_status import gather_status
+from immray.store import Dataset, Figure, File, Task
 from s3_testkit import bucket_settings, moto_server, s3_client
 
 pytestmark = pytest.mark.postgres
@@ -176,8 +176,8 @@ def test_index_cluster_query_on_two_workers(live: Deployment, photos: Photos):
         for name in PORTRAIT_NAMES  # workers read these through S3
     }
     before = {
-        "analysed": worker_totals(live, "facegroup_photos_analyzed_total", result="analysed"),
-        "faces": worker_totals(live, "facegroup_faces_found_total"),
+        "analysed": worker_totals(live, "immray_photos_analyzed_total", result="analysed"),
+        "faces": worker_totals(live, "immray_faces_found_total"),
     }
     live.index(project, dataset, list(uris.values()))
     files = live.wait_indexed(project, dataset, list(uris.values()))
@@ -212,13 +212,13 @@ def test_index_cluster_query_on_two_workers(live: Deployment, photos: Photos):
     assert sorted(file.uri for file in photos_of_portrait) == sorted(photos.s3_uri(n) for n in PORTRAIT_NAMES)
 
     # Metrics: each worker serves the sum of its processes; the server counts the API's requests.
-    analysed = worker_totals(live, "facegroup_photos_analyzed_total", result="analysed") - before["analysed"]
-    faces = worker_totals(live, "facegroup_faces_found_total") - before["faces"]
+    analysed = worker_totals(live, "immray_photos_analyzed_total", result="analysed") - before["analysed"]
+    faces = worker_totals(live, "immray_faces_found_total") - before["faces"]
     assert analysed >= 8 and faces >= 27  # more only if a slow analysis was delivered twice
-    assert worker_totals(live, "facegroup_jobs_total", job="face-clustering", outcome="succeeded") >= 1
+    assert worker_totals(live, "immray_jobs_total", job="face-clustering", outcome="succeeded") >= 1
     server = httpx.get(f"http://{live.address}/metrics", timeout=10).text
     assert (
-        metric(server, "facegroup_api_requests_total", action="CreateFigureClusteringTask", status="200") >= 1
+        metric(server, "immray_api_requests_total", action="CreateFigureClusteringTask", status="200") >= 1
     )
 
     status = gather_status(live.settings, live.db, timeout=3)

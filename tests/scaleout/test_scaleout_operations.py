@@ -1,5 +1,5 @@
 """What an operator meets around the scale-out mode, without starting workers: clear refusals of
-`facegroup worker` and `facegroup serve` when the mode is half configured, `facegroup status`, the
+`immray worker` and `immray serve` when the mode is half configured, `immray status`, the
 server's /metrics, JSON-lines logs, and how often the sweeper sends an unclaimed task again."""
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
-from facegroup.api.bootstrap import build_app
-from facegroup.cli import main
-from facegroup.jobs.celery_backend import SentTasks
-from facegroup.observability.logs import JsonFormatter
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys
-from facegroup.services.clustering_task import create_clustering_task
-from facegroup.services.database import Database
-from facegroup.settings import Settings, get_settings
-from facegroup.store import upgrade
+from immray.api.bootstrap import build_app
+from immray.cli import main
+from immray.jobs.celery_backend import SentTasks
+from immray.observability.logs import JsonFormatter
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.clustering_task import create_clustering_task
+from immray.services.database import Database
+from immray.settings import Settings, get_settings
+from immray.store import upgrade
 from task_testkit import add_dataset, sdk_client, serve
 
 
@@ -47,7 +47,7 @@ def run(args: list[str], env: dict[str, str]) -> Result:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'data' / 'facegroup.db'}"
+    url = f"sqlite:///{tmp_path / 'data' / 'immray.db'}"
     upgrade(url)
     return url
 
@@ -56,17 +56,17 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def test_worker_needs_a_broker(tmp_path: Path, sqlite_url: str):
-    result = run(["worker"], {"FACEGROUP_DATA_DIR": str(tmp_path), "FACEGROUP_DATABASE_URL": sqlite_url})
-    assert result.exit_code == 1 and "needs a broker: set FACEGROUP_BROKER_URL" in result.output
+    result = run(["worker"], {"IMMRAY_DATA_DIR": str(tmp_path), "IMMRAY_DATABASE_URL": sqlite_url})
+    assert result.exit_code == 1 and "needs a broker: set IMMRAY_BROKER_URL" in result.output
     assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "1"]])
 def test_scale_out_refuses_sqlite(tmp_path: Path, sqlite_url: str, command: list[str]):
     env = {
-        "FACEGROUP_DATA_DIR": str(tmp_path),
-        "FACEGROUP_DATABASE_URL": sqlite_url,
-        "FACEGROUP_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "IMMRAY_DATA_DIR": str(tmp_path),
+        "IMMRAY_DATABASE_URL": sqlite_url,
+        "IMMRAY_BROKER_URL": "redis://127.0.0.1:6379/0",
     }
     result = run(command, env)
     assert result.exit_code == 1, result.output
@@ -76,9 +76,9 @@ def test_scale_out_refuses_sqlite(tmp_path: Path, sqlite_url: str, command: list
 @pytest.mark.parametrize("scheme", ["redis", "amqp"])
 def test_an_unreachable_broker_is_named(tmp_path: Path, scheme: str):
     env = {
-        "FACEGROUP_DATA_DIR": str(tmp_path),
-        "FACEGROUP_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
-        "FACEGROUP_BROKER_URL": f"{scheme}://user:secret@127.0.0.1:{closed_port()}/",
+        "IMMRAY_DATA_DIR": str(tmp_path),
+        "IMMRAY_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "IMMRAY_BROKER_URL": f"{scheme}://user:secret@127.0.0.1:{closed_port()}/",
     }
     result = run(["worker"], env)
     assert result.exit_code == 1, result.output
@@ -86,7 +86,7 @@ def test_an_unreachable_broker_is_named(tmp_path: Path, scheme: str):
     assert "secret" not in result.output
 
 
-# --- facegroup status --------------------------------------------------------------------------------
+# --- immray status --------------------------------------------------------------------------------
 
 
 def test_status_of_the_embedded_mode(tmp_path: Path, sqlite_url: str):
@@ -96,7 +96,7 @@ def test_status_of_the_embedded_mode(tmp_path: Path, sqlite_url: str):
         create_clustering_task(db, "proj", "ds")  # no pool runs here: it waits in the task table
     finally:
         db.close()
-    env = {"FACEGROUP_DATA_DIR": str(tmp_path), "FACEGROUP_DATABASE_URL": sqlite_url}
+    env = {"IMMRAY_DATA_DIR": str(tmp_path), "IMMRAY_DATABASE_URL": sqlite_url}
     text = run(["status"], env)
     assert text.exit_code == 0, text.output
     assert text.output.splitlines() == [
@@ -110,9 +110,9 @@ def test_status_of_the_embedded_mode(tmp_path: Path, sqlite_url: str):
 
 def test_status_says_when_the_broker_is_down(tmp_path: Path, sqlite_url: str):
     env = {
-        "FACEGROUP_DATA_DIR": str(tmp_path),
-        "FACEGROUP_DATABASE_URL": sqlite_url,
-        "FACEGROUP_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0",
+        "IMMRAY_DATA_DIR": str(tmp_path),
+        "IMMRAY_DATABASE_URL": sqlite_url,
+        "IMMRAY_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0",
     }
     result = run(["status"], env)
     assert result.exit_code == 1
@@ -148,14 +148,14 @@ def samples(text: str, name: str) -> dict[tuple, float]:
 
 def test_the_server_counts_requests_by_action_and_status(embedded_server):
     address, client = embedded_server
-    before = samples(httpx.get(f"http://{address}/metrics").text, "facegroup_api_requests_total")
+    before = samples(httpx.get(f"http://{address}/metrics").text, "immray_api_requests_total")
     client.create_project(imm.CreateProjectRequest(project_name="metered"))
     with pytest.raises(ClientException):
         client.create_project(imm.CreateProjectRequest(project_name="metered"))  # 409
     httpx.post(f"http://{address}/", headers={"x-acs-action": "NoSuchAction"})  # unsigned: 400
     response = httpx.get(f"http://{address}/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    after = samples(response.text, "facegroup_api_requests_total")
+    after = samples(response.text, "immray_api_requests_total")
 
     def grew(action: str, status: str) -> float:
         key = (("action", action), ("status", status))
@@ -164,7 +164,7 @@ def test_the_server_counts_requests_by_action_and_status(embedded_server):
     assert (grew("CreateProject", "200"), grew("CreateProject", "409"), grew("other", "400")) == (1, 1, 1)
     assert not any(dict(key)["action"] == "NoSuchAction" for key in after), "unknown names are not labels"
     families = {family.name for family in text_string_to_metric_families(response.text)}
-    assert {"facegroup_jobs", "facegroup_photos_analyzed", "facegroup_faces_found"} <= families
+    assert {"immray_jobs", "immray_photos_analyzed", "immray_faces_found"} <= families
 
 
 def test_json_log_lines_carry_the_extra_fields():
@@ -172,8 +172,8 @@ def test_json_log_lines_carry_the_extra_fields():
     try:
         raise ValueError("bad photo")
     except ValueError:
-        record = logging.getLogger("facegroup.jobs").makeRecord(
-            "facegroup.jobs",
+        record = logging.getLogger("immray.jobs").makeRecord(
+            "immray.jobs",
             logging.ERROR,
             __file__,
             1,
@@ -187,7 +187,7 @@ def test_json_log_lines_carry_the_extra_fields():
     data = json.loads(line)
     assert data["message"] == "job index-file failed" and data["level"] == "error"
     assert (data["job"], data["file_id"], data["outcome"]) == ("index-file", 7, "failed")
-    assert data["logger"] == "facegroup.jobs" and "ValueError: bad photo" in data["exception"]
+    assert data["logger"] == "immray.jobs" and "ValueError: bad photo" in data["exception"]
     assert data["time"].endswith("+00:00")
 
 

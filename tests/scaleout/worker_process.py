@@ -1,11 +1,11 @@
-"""``python worker_process.py NAME [facegroup worker options]``: `facegroup worker`, as a process of its own,
+"""``python worker_process.py NAME [immray worker options]``: `immray worker`, as a process of its own,
 with two test holds: a job stops (and waits) in the middle of a photo's analysis, or of a clustering task
 once the engine has run and nothing is committed yet, while the file ``<holds>/<NAME>.<analysis|clustering>``
 exists; it writes ``<NAME>.<stage>.holding`` (what it holds, as JSON) first, so a test knows when to kill.
 
-The holds only pause the real code: the analysis and the clustering that follow are facegroup's own.
-Settings come from FACEGROUP_* variables, as in production; ``FACEGROUP_TEST_HOLDS`` names the holds'
-folder (this script reads it, facegroup never does).
+The holds only pause the real code: the analysis and the clustering that follow are immray's own.
+Settings come from IMMRAY_* variables, as in production; ``IMMRAY_TEST_HOLDS`` names the holds'
+folder (this script reads it, immray never does).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from facegroup.cli import main
-from facegroup.faces import Analyzer
-from facegroup.jobs.context import JobContext
+from immray.cli import main
+from immray.faces import Analyzer
+from immray.jobs.context import JobContext
 
 NAME = sys.argv[1]
-HOLDS = Path(os.environ["FACEGROUP_TEST_HOLDS"])
+HOLDS = Path(os.environ["IMMRAY_TEST_HOLDS"])
 
 
 def hold(stage: str, detail: dict) -> None:

@@ -1,4 +1,4 @@
-"""facegroup.sources on real files and a real (local, moto) S3 server: which URIs are refused before
+"""immray.sources on real files and a real (local, moto) S3 server: which URIs are refused before
 anything is read, and how reading fails for one file."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from facegroup.settings import Settings
-from facegroup.sources import (
+from immray.settings import Settings
+from immray.sources import (
     FileLocation,
     ObjectLocation,
     SourceRefused,

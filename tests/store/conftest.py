@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from facegroup.store import (
+from immray.store import (
     Base,
     Dataset,
     Figure,
@@ -30,18 +30,18 @@ from facegroup.store import (
     session_factory,
     upgrade,
 )
-from facegroup.store.migrate import current_revision
+from immray.store.migrate import current_revision
 
-POSTGRES_URL = os.environ.get("FACEGROUP_TEST_POSTGRES_URL") or None
+POSTGRES_URL = os.environ.get("IMMRAY_TEST_POSTGRES_URL") or None
 
 
 @pytest.fixture(scope="session")
 def postgres_database_url() -> Iterator[str]:
     """A database of its own on the test server, dropped when the session ends."""
     if not POSTGRES_URL:
-        pytest.skip("FACEGROUP_TEST_POSTGRES_URL is not set")
+        pytest.skip("IMMRAY_TEST_POSTGRES_URL is not set")
     admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"facegroup_test_{uuid.uuid4().hex[:12]}"
+    name = f"immray_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
@@ -56,7 +56,7 @@ def postgres_database_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """A new SQLite file, or the session's PostgreSQL database (emptied by the engine fixtures)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'facegroup.db'}"
+        return f"sqlite:///{tmp_path / 'data' / 'immray.db'}"
     return request.getfixturevalue("postgres_database_url")
 
 

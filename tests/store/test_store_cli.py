@@ -1,4 +1,4 @@
-"""`facegroup db upgrade`, run as the operator runs it: a real process, settings from the environment."""
+"""`immray db upgrade`, run as the operator runs it: a real process, settings from the environment."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect
 
-from facegroup.cli import main
-from facegroup.settings import get_settings
-from facegroup.store import head_revision, make_engine
+from immray.cli import main
+from immray.settings import get_settings
+from immray.store import head_revision, make_engine
 
 
 def run_cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("FACEGROUP_")}
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("IMMRAY_")}
     return subprocess.run(
-        [sys.executable, "-m", "facegroup.cli", "db", "upgrade"],
+        [sys.executable, "-m", "immray.cli", "db", "upgrade"],
         env={**clean, **env},
-        cwd=tmp_path,  # no facegroup.env from the developer's directory
+        cwd=tmp_path,  # no immray.env from the developer's directory
         capture_output=True,
         text=True,
         timeout=120,
@@ -30,11 +30,11 @@ def run_cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_db_upgrade_creates_and_migrates_then_does_nothing(database_url: str, tmp_path: Path) -> None:
     data_dir = tmp_path / "nested" / "data"
-    env = {"FACEGROUP_DATA_DIR": str(data_dir)}
+    env = {"IMMRAY_DATA_DIR": str(data_dir)}
     if database_url.startswith("sqlite"):
-        url = f"sqlite:///{data_dir / 'facegroup.db'}"  # the default: SQLite in the data dir
+        url = f"sqlite:///{data_dir / 'immray.db'}"  # the default: SQLite in the data dir
     else:
-        url = env["FACEGROUP_DATABASE_URL"] = make_engine(database_url).url.render_as_string(
+        url = env["IMMRAY_DATABASE_URL"] = make_engine(database_url).url.render_as_string(
             hide_password=False
         )
         engine = make_engine(url)
@@ -61,9 +61,9 @@ def test_db_upgrade_creates_and_migrates_then_does_nothing(database_url: str, tm
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Run ``facegroup db upgrade`` in this process (fast) with the given FACEGROUP_* settings."""
+    """Run ``immray db upgrade`` in this process (fast) with the given IMMRAY_* settings."""
     monkeypatch.chdir(tmp_path)
-    for key in [key for key in os.environ if key.startswith("FACEGROUP_")]:
+    for key in [key for key in os.environ if key.startswith("IMMRAY_")]:
         monkeypatch.delenv(key)
 
     def invoke(**env: str):
@@ -87,9 +87,9 @@ def test_db_upgrade_reports_bad_settings_without_a_traceback(cli, tmp_path: Path
         f"sqlite:///{tmp_path / 'file' / 'x.db'}": "cannot create the directory of the SQLite database",
     }
     for url, message in cases.items():
-        result = cli(FACEGROUP_DATA_DIR=str(tmp_path / "d"), FACEGROUP_DATABASE_URL=url)
+        result = cli(IMMRAY_DATA_DIR=str(tmp_path / "d"), IMMRAY_DATABASE_URL=url)
         assert result.exit_code == 1, result.output
         assert message in result.output, result.output
         assert isinstance(result.exception, SystemExit)  # a clean exit, not an escaped exception
-    result = cli(FACEGROUP_DATA_DIR=str(tmp_path / "file" / "data"))
+    result = cli(IMMRAY_DATA_DIR=str(tmp_path / "file" / "data"))
     assert result.exit_code == 1 and "cannot create the data directory" in result.output

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import InternalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facegroup.store import Dataset, File, Project, make_engine, next_change_seq, session_factory, upgrade
-from facegroup.store.changes import current_change_seq
+from immray.store import Dataset, File, Project, make_engine, next_change_seq, session_factory, upgrade
+from immray.store.changes import current_change_seq
 
 WRITES_PER_WORKER = 40
 

@@ -1,11 +1,11 @@
-"""Engines: URL handling and the SQLite settings facegroup relies on."""
+"""Engines: URL handling and the SQLite settings immray relies on."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select, text
 
-from facegroup.store import DatabaseURLError, Project, make_engine, normalize_url, session_factory, upgrade
+from immray.store import DatabaseURLError, Project, make_engine, normalize_url, session_factory, upgrade
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,7 @@ from facegroup.store import DatabaseURLError, Project, make_engine, normalize_ur
         ("postgresql://u:p@db:5432/fg", "postgresql+psycopg"),
         ("postgres://u@db/fg", "postgresql+psycopg"),
         ("postgresql+psycopg://u@db/fg", "postgresql+psycopg"),
-        ("sqlite:////var/lib/fg/facegroup.db", "sqlite"),
+        ("sqlite:////var/lib/fg/immray.db", "sqlite"),
         ("sqlite://", "sqlite"),
     ],
 )
@@ -37,7 +37,7 @@ def test_unusable_urls_are_refused_clearly(given: str, message: str) -> None:
 
 
 def test_sqlite_file_settings(tmp_path) -> None:
-    path = tmp_path / "new" / "dir" / "facegroup.db"
+    path = tmp_path / "new" / "dir" / "immray.db"
     engine = make_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as connection:

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Engine, Integer, MetaData, inspect
 
-from facegroup.store import Base, head_revision, upgrade
-from facegroup.store.migrate import alembic_config, migration_transaction
+from immray.store import Base, head_revision, upgrade
+from immray.store.migrate import alembic_config, migration_transaction
 
 EXPECTED_TABLES = {
     "access_keys",

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facegroup.store import (
+from immray.store import (
     INDEPENDENT_CLUSTER_ID,
     UNAVAILABLE_CLUSTER_ID,
     AccessKey,

@@ -1,4 +1,4 @@
-"""The CI guard in tests/conftest.py: with FACEGROUP_REQUIRE_POSTGRES=1 a run that skips PostgreSQL fails."""
+"""The CI guard in tests/conftest.py: with IMMRAY_REQUIRE_POSTGRES=1 a run that skips PostgreSQL fails."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def suite(tmp_path: Path) -> Path:
 
 
 def run_pytest(suite: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("FACEGROUP_")}
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("IMMRAY_")}
     clean["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the guard matters here, and it starts faster
     return subprocess.run(
         [
@@ -59,13 +59,13 @@ def test_skipped_postgres_tests_pass_when_not_required(suite: Path) -> None:
 
 def test_skipped_postgres_tests_fail_the_session_when_required(suite: Path) -> None:
     result = run_pytest(
-        suite, FACEGROUP_REQUIRE_POSTGRES="1", FACEGROUP_TEST_POSTGRES_URL="postgresql://x@h/db"
+        suite, IMMRAY_REQUIRE_POSTGRES="1", IMMRAY_TEST_POSTGRES_URL="postgresql://x@h/db"
     )
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     assert "test_sample.py::test_needs_postgres" in result.stdout
 
 
 def test_a_missing_url_fails_the_session_when_required(suite: Path) -> None:
-    result = run_pytest(suite, FACEGROUP_REQUIRE_POSTGRES="1")
+    result = run_pytest(suite, IMMRAY_REQUIRE_POSTGRES="1")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
-    assert "FACEGROUP_TEST_POSTGRES_URL is not set" in result.stderr
+    assert "IMMRAY_TEST_POSTGRES_URL is not set" in result.stderr

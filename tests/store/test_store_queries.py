@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from facegroup.store import (
+from immray.store import (
     DatabaseNonceStore,
     FigureCluster,
     File,
@@ -24,7 +24,7 @@ from facegroup.store import (
     session_factory,
     starts_with,
 )
-from facegroup.store.paging import encode_page_token
+from immray.store.paging import encode_page_token
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from facegroup.jobs import job
-from facegroup.protocol.errors import ImmError
+from immray.jobs import job
+from immray.protocol.errors import ImmError
 
 GATES: defaultdict[str, threading.Event] = defaultdict(threading.Event)
 EVENTS: list[tuple[str, str]] = []  # (what, task id) in the order it happened, for ordering checks

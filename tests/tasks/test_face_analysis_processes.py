@@ -14,9 +14,9 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import pytest
 
-from facegroup.faces import ImageError
-from facegroup.jobs.face_analysis import ChildProcessAnalysis, InProcessAnalysis
-from facegroup.settings import Settings
+from immray.faces import ImageError
+from immray.jobs.face_analysis import ChildProcessAnalysis, InProcessAnalysis
+from immray.settings import Settings
 from photo_testkit import TEST_DETECTOR
 
 
@@ -101,7 +101,7 @@ def test_a_child_that_dies_fails_its_photo_alone(children, others, sample_photo)
 def _blas_threads_after_share_cores(processes: int, env: dict[str, str]) -> int:
     script = (
         "import dlib, threadpoolctl\n"
-        "from facegroup.jobs.face_analysis import share_cores\n"
+        "from immray.jobs.face_analysis import share_cores\n"
         f"share_cores({processes})\n"
         "print(min(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))\n"
     )

@@ -10,10 +10,10 @@ import pytest
 import task_jobs  # noqa: F401  (registers the test jobs)
 from sqlalchemy import select, update
 
-from facegroup.protocol.errors import ImmError
-from facegroup.services import tasks
-from facegroup.services.tasks import LeaseLost, NewTask, TaskQuery
-from facegroup.store import OutboxMessage, Task, TaskStatus, utcnow
+from immray.protocol.errors import ImmError
+from immray.services import tasks
+from immray.services.tasks import LeaseLost, NewTask, TaskQuery
+from immray.store import OutboxMessage, Task, TaskStatus, utcnow
 from task_testkit import add_dataset
 
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

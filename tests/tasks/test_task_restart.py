@@ -17,10 +17,10 @@ import task_jobs  # noqa: F401  (the task is created here, so its job must be kn
 from alibabacloud_imm20200930 import models as imm
 from sqlalchemy import select
 
-from facegroup.policy import ADMIN_POLICY
-from facegroup.services import access_keys, tasks
-from facegroup.services.tasks import NewTask
-from facegroup.store import Task
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys, tasks
+from immray.services.tasks import NewTask
+from immray.store import Task
 from task_testkit import add_dataset, sdk_client, wait_for
 
 SCRIPT = Path(__file__).with_name("task_server_process.py")
@@ -59,16 +59,16 @@ def server_process(env: dict[str, str], cwd: Path) -> Iterator[tuple[subprocess.
 def test_a_task_cut_short_by_sigkill_runs_again_after_restart(db, db_url, tmp_path):
     add_dataset(db)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
-    stream = f"facegroup-restart-{tmp_path.name}"
+    stream = f"immray-restart-{tmp_path.name}"
     env = {
         **os.environ,
-        "FACEGROUP_DATA_DIR": str(tmp_path),
-        "FACEGROUP_DATABASE_URL": db_url,
-        "FACEGROUP_WORKER_THREADS": "1",
-        "FACEGROUP_TASK_LEASE_SECONDS": "1",
-        "FACEGROUP_TASK_POLL_SECONDS": "0.1",
-        "FACEGROUP_NOTIFY_POLL_SECONDS": "0.1",
-        "FACEGROUP_NOTIFY_TOPICS": json.dumps(
+        "IMMRAY_DATA_DIR": str(tmp_path),
+        "IMMRAY_DATABASE_URL": db_url,
+        "IMMRAY_WORKER_THREADS": "1",
+        "IMMRAY_TASK_LEASE_SECONDS": "1",
+        "IMMRAY_TASK_POLL_SECONDS": "0.1",
+        "IMMRAY_NOTIFY_POLL_SECONDS": "0.1",
+        "IMMRAY_NOTIFY_TOPICS": json.dumps(
             {"done": {"url": "redis://127.0.0.1:6379/0", "stream": stream}}
         ),
     }

@@ -15,14 +15,14 @@ from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException
 from sqlalchemy import update
 
-from facegroup.api.bootstrap import build_app
-from facegroup.policy import ADMIN_POLICY
-from facegroup.protocol.times import format_time
-from facegroup.services import access_keys, tasks
-from facegroup.services.database import Database
-from facegroup.services.tasks import NewTask, TaskRecord
-from facegroup.settings import NotifyTopic
-from facegroup.store import Task, TaskStatus
+from immray.api.bootstrap import build_app
+from immray.policy import ADMIN_POLICY
+from immray.protocol.times import format_time
+from immray.services import access_keys, tasks
+from immray.services.database import Database
+from immray.services.tasks import NewTask, TaskRecord
+from immray.settings import NotifyTopic
+from immray.store import Task, TaskStatus
 from task_testkit import BACKENDS, add_dataset, fresh_database_url, make_settings, sdk_client, serve, wait_for
 
 PROJECT = "tasks_project"
@@ -77,7 +77,7 @@ def _seed(db: Database) -> dict[str, TaskRecord]:
 def live(request, tmp_path_factory) -> Iterator[Live]:
     data_dir = tmp_path_factory.mktemp("tasks-api")
     url = fresh_database_url(request, request.param, data_dir)
-    stream = f"facegroup-test-{data_dir.name}-{request.param}"
+    stream = f"immray-test-{data_dir.name}-{request.param}"
     settings = make_settings(
         url,
         data_dir,

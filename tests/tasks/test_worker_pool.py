@@ -13,11 +13,11 @@ import task_jobs
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from facegroup.jobs import submit
-from facegroup.jobs.local import LocalWorkerPool
-from facegroup.services import task_leases, tasks
-from facegroup.services.tasks import NewTask, TaskRecord
-from facegroup.store import OutboxMessage, Task, utcnow
+from immray.jobs import submit
+from immray.jobs.local import LocalWorkerPool
+from immray.services import task_leases, tasks
+from immray.services.tasks import NewTask, TaskRecord
+from immray.store import OutboxMessage, Task, utcnow
 from task_testkit import add_dataset, make_settings, wait_for
 
 

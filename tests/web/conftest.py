@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "api"))
 
-from live_facegroup import new_postgres_database  # noqa: E402, F401  (fixture: throw-away PostgreSQL databases)
+from live_immray import new_postgres_database  # noqa: E402, F401  (fixture: throw-away PostgreSQL databases)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

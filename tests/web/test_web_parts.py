@@ -6,11 +6,11 @@ import io
 
 from PIL import Image
 
-from facegroup.api.handlers import all_actions
-from facegroup.samples import sample_path
-from facegroup.web.explorer import catalog, sdk_snippet, snake, typed_value
-from facegroup.web.session import Sessions
-from facegroup.web.thumbnails import FACE_PX, Box, ThumbnailCache, face_crop, photo_preview
+from immray.api.handlers import all_actions
+from immray.samples import sample_path
+from immray.web.explorer import catalog, sdk_snippet, snake, typed_value
+from immray.web.session import Sessions
+from immray.web.thumbnails import FACE_PX, Box, ThumbnailCache, face_crop, photo_preview
 
 
 def test_a_link_signs_in_once_and_a_cookie_is_only_good_with_its_signature():
@@ -48,9 +48,9 @@ def test_face_crops_are_square_jpegs_even_at_the_photo_edge(tmp_path):
 
 
 def test_the_explorer_lists_every_action_with_its_parameters(tmp_path):
-    from facegroup.api.bootstrap import build_context
-    from facegroup.services.database import Database
-    from facegroup.settings import Settings
+    from immray.api.bootstrap import build_context
+    from immray.services.database import Database
+    from immray.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'f.db'}"
     db = Database.connect(url, migrate=True)

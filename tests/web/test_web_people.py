@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 from alibabacloud_imm20200930 import models as imm
-from live_facegroup import BACKENDS, Key, LiveFacegroup, database_url_for, unique
+from live_immray import BACKENDS, Key, LiveImmray, database_url_for, unique
 from live_indexing import index_and_wait, new_dataset
 from live_server import serve
 from people_photos import GROUP, make_photos
 from people_testkit import all_people, cluster, faces, photos_of
 
-from facegroup.api.bootstrap import build_app
-from facegroup.policy import ADMIN_POLICY, dataset_policy
-from facegroup.services import access_keys
-from facegroup.services.database import Database
-from facegroup.settings import Settings
-from facegroup.web import sign_in_link
+from immray.api.bootstrap import build_app
+from immray.policy import ADMIN_POLICY, dataset_policy
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.web import sign_in_link
 from photo_testkit import TEST_DETECTOR
 
 WAIT_SECONDS = 240
@@ -33,7 +33,7 @@ WAIT_SECONDS = 240
 
 @dataclass
 class Site:
-    live: LiveFacegroup
+    live: LiveImmray
     app: object
     project: str
     dataset: str
@@ -71,7 +71,7 @@ class Site:
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("photos")
     photos = make_photos(folder, [copy.name for copy in GROUP])
-    data_dir = tmp_path_factory.mktemp("facegroup")
+    data_dir = tmp_path_factory.mktemp("immray")
     url = database_url_for(request, request.param, data_dir)
     settings = Settings(
         data_dir=data_dir,
@@ -87,7 +87,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     app = build_app(settings, db=db)
     try:
         with serve(app) as address:
-            live = LiveFacegroup(address, settings, db, Key(admin.info.access_key_id, admin.secret))
+            live = LiveImmray(address, settings, db, Key(admin.info.access_key_id, admin.secret))
             project, dataset = new_dataset(live.client())
             index_and_wait(live.client(), project, dataset, [path.as_uri() for path in photos.values()])
             cluster(live.client(), project, dataset)

@@ -1,4 +1,4 @@
-"""`facegroup serve` prints a one-time sign-in link for the web page; it signs in once and only once."""
+"""`immray serve` prints a one-time sign-in link for the web page; it signs in once and only once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from facegroup.web.session import COOKIE
+from immray.web.session import COOKIE
 
 
 def free_port() -> int:
@@ -46,7 +46,7 @@ def test_serve_prints_a_link_that_signs_in_once(tmp_path: Path):
         [
             sys.executable,
             "-m",
-            "facegroup.cli",
+            "immray.cli",
             "serve",
             "--data-dir",
             str(tmp_path / "data"),
@@ -56,7 +56,7 @@ def test_serve_prints_a_link_that_signs_in_once(tmp_path: Path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("FACEGROUP_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("IMMRAY_")},
     )
     try:
         link = printed_link(process)
@@ -67,7 +67,7 @@ def test_serve_prints_a_link_that_signs_in_once(tmp_path: Path):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "facegroup serve did not start listening"
+                assert time.monotonic() < deadline, "immray serve did not start listening"
                 time.sleep(0.05)
         with httpx.Client() as browser:
             answer = browser.get(link)

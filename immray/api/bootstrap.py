@@ -1,0 +1,130 @@
+"""The composition root: one server's settings, database, access control, actions and background services.
+
+``build_app(settings)`` is all ``immray serve`` (and a test) needs. Two lists make the server:
+
+- the actions: ``api.handlers.HANDLER_MODULES``, one module per IMM resource;
+- the background services: :func:`background_services` below, started in order when the ASGI app starts
+  and stopped in reverse order when it stops (the task worker pool and the outbox dispatcher belong here).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+from fastapi import FastAPI
+
+from immray.api.access import AccessControl
+from immray.api.app import create_app
+from immray.api.context import ApiContext
+from immray.api.handlers import LISTING_ACTIONS, all_actions
+from immray.bindings.runner import BindingRunner
+from immray.jobs.indexing import PendingFilesRecovery
+from immray.jobs.local import LocalWorkerPool
+from immray.notify.dispatcher import OutboxDispatcher
+from immray.observability.metrics import instrument
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.store import DatabaseNonceStore
+from immray.web import mount_web
+
+log = logging.getLogger("immray.server")
+
+
+class BackgroundService(Protocol):
+    """Work that runs beside the API in the server process. ``start`` returns once it runs; ``stop`` once
+    it has stopped (finishing or handing back what it was doing). Either may be ``async``."""
+
+    name: str
+
+    def start(self) -> None | Awaitable[None]: ...
+
+    def stop(self) -> None | Awaitable[None]: ...
+
+
+def build_context(settings: Settings, db: Database) -> ApiContext:
+    return ApiContext(settings=settings, db=db, access=AccessControl(db, LISTING_ACTIONS))
+
+
+def background_services(context: ApiContext) -> list[BackgroundService]:
+    """What runs beside the API, in start order: the outbox dispatcher, then the task worker pool (which
+    wakes the dispatcher when a task ends, so its notification leaves at once) or, with a broker, the
+    Celery backend and its task sweeper, then the re-submission of files left Pending by an earlier
+    process (it needs the job backend)."""
+    dispatcher = OutboxDispatcher(context.db, context.settings)
+    if context.settings.broker_url:  # scale-out: Celery workers run the jobs, a sweeper watches the tasks
+        from immray.jobs.celery_backend import scale_out_services
+
+        runners = scale_out_services(context.db, context.settings, after_task=dispatcher.wake)
+    else:
+        runners = [LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake)]
+    return [
+        dispatcher,
+        *runners,
+        PendingFilesRecovery(context.db),  # files whose analysis died with an earlier process
+        BindingRunner(context.db, context.settings),  # bound folders/buckets kept in sync (leases)
+    ]
+
+
+def build_app(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    services: Callable[[ApiContext], Sequence[BackgroundService]] = background_services,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The API server of ``settings`` (its database must be migrated: ``store.upgrade``).
+
+    ``db`` shares an existing database handle (the caller then closes it); otherwise one is opened here and
+    closed when the app stops.
+    """
+    owned = db is None
+    database = db if db is not None else Database.connect(settings.resolved_database_url)
+    context = build_context(settings, database)
+    running = list(services(context))
+    app = create_app(
+        all_actions(context),
+        context.access.secret_of,
+        nonces=DatabaseNonceStore(database.sessions, clock),
+        authorize=context.access.authorize,
+        clock=clock,
+        lifespan=_lifespan(running, database if owned else None),
+    )
+    instrument(app, [action.name for action in app.state.actions])  # GET /metrics; requests by action
+    mount_web(app, context)  # the web page under /ui, calling the same actions as the key signed in
+    app.state.context = context
+    app.state.services = running
+    return app
+
+
+def _lifespan(services: Sequence[BackgroundService], owned_db: Database | None) -> Callable[[Any], Any]:
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        started: list[BackgroundService] = []
+        try:
+            for service in services:
+                await _call(service.start)
+                started.append(service)
+                log.info("started %s", service.name)
+            yield
+        finally:
+            for service in reversed(started):
+                try:
+                    await _call(service.stop)
+                    log.info("stopped %s", service.name)
+                except Exception:
+                    log.exception("stopping %s failed", service.name)
+            if owned_db is not None:
+                owned_db.close()
+
+    return lifespan
+
+
+async def _call(method: Callable[[], None | Awaitable[None]]) -> None:
+    result = method()
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,227 @@
+"""How immray's clustering scales: synthetic descriptors fitted on real ones, 100k and 1M faces.
+
+    nice python -m immray.bench.scale ../shared/eval/dev [--sizes 100000 1000000] [--embeddings FILE]
+
+For each size, in a fresh process (so peak memory is that run's alone): cluster every face from scratch in one
+update, then add 1,000 new faces three times (photos of known and unknown people, held out of the first
+run) and report the time of each, plus the state's size in bytes and its save/load times. Then DBSCAN
+(eps 0.5, min_samples 3) and HDBSCAN (min_cluster_size 2) on the 100k set, each with a time limit.
+The synthetic model is fitted on the real set first; its same/different-person distance profile is printed
+beside the real one. Prints figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+from immray.bench.dev_faces import CACHE_DIR, load_faces
+from immray.bench.synthetic import DescriptorModel, distance_profile
+
+ADD_BATCH = 1_000
+ADD_ROUNDS = 3
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dataset(model_path: Path, n: int, seed: int):
+    data = np.load(model_path)
+    model = DescriptorModel(
+        data["mean"], data["between"], data["within"], data["sizes"], float(data["person_spread"])
+    )
+    rng = np.random.default_rng(seed)
+    x, people = model.sample(n + ADD_BATCH * ADD_ROUNDS, rng)
+    held = np.sort(rng.choice(len(x), ADD_BATCH * ADD_ROUNDS, replace=False))
+    first = np.setdiff1d(np.arange(len(x)), held)
+    return x, people, first, held
+
+
+def run_immray(model_path: Path, n: int, seed: int) -> dict:
+    from immray.clustering import Change, ClusterState, Engine, NewFace
+    from immray.clustering.metrics import score
+
+    x, people, first, held = dataset(model_path, n, seed)
+
+    def faces(rows):
+        return [NewFace(int(r), x[r], int(r), 0.9) for r in rows.tolist()]
+
+    out: dict = {"faces": n, "rss_data_mb": peak_rss_mb()}
+    engine = Engine()
+    state = engine.new_state("scale")
+    batch = faces(first)
+    start, cpu = time.perf_counter(), time.process_time()
+    engine.update(state, Change(added=batch))
+    out["full_s"] = time.perf_counter() - start
+    out["full_cpu_s"] = time.process_time() - cpu
+    out["peak_rss_mb"] = peak_rss_mb()
+    del batch
+    out["clusters"] = state.n_clusters
+    labels = [state.cluster_of(int(r)) for r in first.tolist()]
+    s = score(people[first].tolist(), labels)
+    out["bcubed_f1"], out["pairwise_f1"] = s.bcubed_f1, s.pairwise_f1
+    adds, add_cpu = [], []
+    for part in np.array_split(held, ADD_ROUNDS):
+        change = Change(added=faces(part))
+        start, cpu = time.perf_counter(), time.process_time()
+        engine.update(state, change)
+        adds.append(time.perf_counter() - start)
+        add_cpu.append(time.process_time() - cpu)
+    out["add_s"], out["add_cpu_s"] = adds, add_cpu
+    start = time.perf_counter()
+    blob = state.to_bytes()
+    out["save_s"] = time.perf_counter() - start
+    out["state_mb"] = len(blob) / 2**20
+    start = time.perf_counter()
+    ClusterState.from_bytes(blob)
+    out["load_s"] = time.perf_counter() - start
+    out["peak_rss_end_mb"] = peak_rss_mb()
+    return out
+
+
+def run_baseline(model_path: Path, n: int, seed: int, which: str, memory_gb: float) -> dict:
+    from immray.clustering.metrics import score
+
+    # A cap on this process's address space, so that a baseline that needs too much fails with MemoryError
+    # here instead of waking the kernel's OOM killer on a shared machine (sklearn's DBSCAN at 100k did).
+    limit = int(memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    x, people, first, _ = dataset(model_path, n, seed)
+    x, people = x[first], people[first]
+    out: dict = {"faces": n, "rss_data_mb": peak_rss_mb()}
+    start, cpu = time.perf_counter(), time.process_time()
+    if which == "dbscan":
+        from sklearn.cluster import DBSCAN
+
+        try:
+            labels = DBSCAN(eps=0.5, min_samples=3).fit_predict(x)
+        except MemoryError:
+            return {"error": f"ran out of memory: needs more than {memory_gb:g} GB"}
+    else:
+        import hdbscan
+
+        try:
+            labels = hdbscan.HDBSCAN(min_cluster_size=2, core_dist_n_jobs=1).fit_predict(x)
+        except MemoryError:
+            return {"error": f"ran out of memory: needs more than {memory_gb:g} GB"}
+    out["full_s"] = time.perf_counter() - start
+    out["full_cpu_s"] = time.process_time() - cpu
+    out["peak_rss_mb"] = peak_rss_mb()
+    s = score(people.tolist(), [None if lab < 0 else int(lab) for lab in labels])
+    out["bcubed_f1"], out["pairwise_f1"] = s.bcubed_f1, s.pairwise_f1
+    return out
+
+
+def child(args: list[str], timeout: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout:.0f} s"}
+    if done.returncode < 0:
+        return {"error": f"killed by signal {-done.returncode} (9: e.g. the kernel's out-of-memory killer)"}
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path, nargs="?")
+    ap.add_argument("--detector", help="immray.faces detector (default: the analyzer's default)")
+    ap.add_argument("--embeddings", type=Path)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    ap.add_argument("--baselines-at", type=int, default=100_000, help="0 to skip the baselines")
+    ap.add_argument("--baselines", nargs="*", default=["dbscan", "hdbscan"], choices=["dbscan", "hdbscan"])
+    ap.add_argument("--baseline-timeout", type=float, default=3600)
+    ap.add_argument("--baseline-memory-gb", type=float, default=8.0, help="address-space cap for baselines")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker", nargs=3, metavar=("KIND", "N", "MODEL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        kind, n, model_path = args.worker[0], int(args.worker[1]), Path(args.worker[2])
+        if kind == "immray":
+            result = run_immray(model_path, n, args.seed)
+        else:
+            result = run_baseline(model_path, n, args.seed, kind, args.baseline_memory_gb)
+        print(json.dumps(result))
+        return
+
+    real = load_faces(args.folder, args.embeddings, args.detector)
+    rng = np.random.default_rng(args.seed)
+    model = DescriptorModel.fit(real.embeddings, real.identities, rng)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    model_path = CACHE_DIR / "synthetic-model.npz"
+    np.savez(
+        model_path,
+        mean=model.mean,
+        between=model.between,
+        within=model.within,
+        sizes=model.sizes,
+        person_spread=model.person_spread,
+    )
+    fake, fake_people = model.sample(len(real), rng)
+    print(
+        f"descriptor model fitted on {len(real)} faces ({real.source}); person spread {model.person_spread}"
+    )
+    print("distances of normalised descriptors: mean, p5, p50, p95")
+    for name, (xs, ls) in {
+        "real": (real.embeddings, real.identities),
+        "synthetic": (fake, fake_people),
+    }.items():
+        prof = distance_profile(xs, ls, np.random.default_rng(1))
+        same, diff = (" ".join(f"{v:.3f}" for v in prof[k]) for k in ("same", "different"))
+        print(f"  {name:10s} same person: {same}   different people: {diff}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(
+        f"\nmachine: {os.cpu_count()} cores, load average {load}; adds: {ADD_ROUNDS} x {ADD_BATCH:,} new faces"
+    )
+    for n in args.sizes:
+        r = child(
+            ["--worker", "immray", str(n), str(model_path), "--seed", str(args.seed)], timeout=3 * 3600
+        )
+        if "error" in r:
+            print(f"immray {n:>9,} faces: {r['error']}")
+            continue
+        adds = ", ".join(f"{t:.2f}" for t in r["add_s"])
+        add_cpu = ", ".join(f"{t:.2f}" for t in r["add_cpu_s"])
+        print(
+            f"immray {n:>9,} faces: full clustering {r['full_s']:.1f} s wall ({r['full_cpu_s']:.1f} s CPU), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB (input data alone {r['rss_data_mb']:.0f} MB); "
+            f"add {ADD_BATCH:,}: {adds} s wall (median {float(np.median(r['add_s'])):.2f}; CPU {add_cpu}); "
+            f"{r['clusters']:,} clusters, BCubed F1 {r['bcubed_f1']:.3f}, pairwise F1 {r['pairwise_f1']:.3f}; "
+            f"state {r['state_mb']:.0f} MB, save {r['save_s']:.1f} s, load {r['load_s']:.1f} s",
+            flush=True,
+        )
+    if args.baselines_at:
+        n = args.baselines_at
+        for kind in args.baselines:
+            worker = ["--worker", kind, str(n), str(model_path), "--seed", str(args.seed)]
+            cap = ["--baseline-memory-gb", str(args.baseline_memory_gb)]
+            r = child(worker + cap, args.baseline_timeout)
+            if "error" in r:
+                print(f"{kind:9s} {n:>9,} faces: {r['error']}")
+                continue
+            print(
+                f"{kind:9s} {n:>9,} faces: full clustering {r['full_s']:.1f} s wall ({r['full_cpu_s']:.1f} s CPU), "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"(input data alone {r['rss_data_mb']:.0f} MB); BCubed F1 {r['bcubed_f1']:.3f}, "
+                f"pairwise F1 {r['pairwise_f1']:.3f}; no incremental add"
+            )
+
+
+if __name__ == "__main__":
+    main()

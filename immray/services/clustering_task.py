@@ -1,0 +1,163 @@
+"""CreateFigureClusteringTask: cluster the faces of a dataset that changed since its last clustering task.
+
+The request records a ``FaceClustering`` task and returns. A worker then runs :func:`run_clustering`:
+
+1. read the dataset's saved engine state and the faces changed since it (read-only, beside the writers);
+2. run the engine (no transaction open: it may take a while) with the dataset's MinFaces;
+3. in ONE transaction: save the new state (refused if another run saved first), write the assignments,
+   the cluster rows, counts and covers, drop the tombstones, end the task and queue its notification.
+
+Tasks of one dataset share a serial key, so they run one after the other, oldest first. A run cut short
+before step 3 commits nothing; the next run starts from the same saved state and, the engine being
+deterministic, gives the same clusters with the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from immray.services.cluster_writes import Outcome, write_outcome
+from immray.services.clustering_change import later_moves, plan_changes, read_pending
+from immray.services.clustering_engine import clustering_engine, dataset_salt, load_state
+from immray.services.database import Database
+from immray.services.datasets import find_dataset
+from immray.services.tasks import NewTask, TaskRecord, create_task, dataset_serial_key, submit_task
+from immray.store import ClusteringState
+
+log = logging.getLogger("immray.clustering")
+
+TASK_TYPE = "FaceClustering"
+JOB_NAME = "face-clustering"
+
+
+class TaskRun(Protocol):
+    """What a running task offers its service (``immray.jobs.context.JobContext`` is one)."""
+
+    task_id: str | None
+
+    def progress(self, percent: float) -> None: ...
+
+    def finish(self, session: Session, result: Mapping[str, Any] | None = None) -> None: ...
+
+
+class StateConflict(RuntimeError):
+    """Another run saved the dataset's state after this one read it; this run's work is void."""
+
+
+def create_clustering_task(
+    db: Database,
+    project: str,
+    dataset: str,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    user_data: str | None = None,
+    notification: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+    request_definition: Mapping[str, Any] | None = None,
+) -> TaskRecord:
+    """Record a clustering task of ``project/dataset`` and hand it to the workers."""
+    with db.write() as session:
+        row = find_dataset(session, project, dataset)
+        record = create_task(
+            session,
+            NewTask(
+                project_name=project,
+                dataset_name=dataset,
+                task_type=TASK_TYPE,
+                job_name=JOB_NAME,
+                job_payload={"dataset_id": row.id},
+                tags=tags,
+                user_data=user_data,
+                notification=notification,
+                request_definition=request_definition,
+                request_id=request_id,
+                serial_key=dataset_serial_key(row.id),
+            ),
+        )
+    submit_task(record)
+    return record
+
+
+def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int]:
+    """Cluster what changed in dataset ``dataset_id`` and commit it with the end of ``run``'s task."""
+    run.progress(1)
+    with db.read() as session:
+        pending = read_pending(session, dataset_id)
+    run.progress(10)
+    engine = clustering_engine()
+    state = load_state(engine, pending.state_blob, dataset_salt(dataset_id, pending.created_at))
+    run.progress(20)
+    plan = plan_changes(state, pending)
+    outcome = Outcome.starting_from(state)
+    outcome.add(engine.update(state, plan.first, min_faces=pending.min_faces))
+    run.progress(60)
+    if plan.readded is not None:
+        outcome.add(engine.update(state, plan.readded, min_faces=pending.min_faces))
+    moves = later_moves(state, plan.later_moves)
+    if moves is not None:
+        outcome.add(engine.update(state, moves, min_faces=pending.min_faces))
+    outcome.settle(state)
+    run.progress(70)
+    blob = state.to_bytes()
+    run.progress(80)
+    result = outcome.counts()
+    if plan.skipped:
+        log.warning(
+            "dataset %s: %d face(s) embedded by another model than %s were left unclustered",
+            dataset_id,
+            plan.skipped,
+            plan.model,
+        )
+    with db.write() as session:
+        save_state(session, dataset_id, pending.state_version, blob, pending.upto, plan.model, state.dim)
+        write_outcome(session, dataset_id, outcome, pending.tombstones)
+        run.finish(session, result)
+    log.info("dataset %s clustered up to change %s: %s", dataset_id, pending.upto, result)
+    return result
+
+
+def save_state(
+    session: Session,
+    dataset_id: int,
+    loaded_version: int | None,
+    blob: bytes,
+    clustered_seq: int,
+    model: str | None,
+    dim: int | None,
+) -> None:
+    """Store the state over the version this run loaded (or as the first one); StateConflict otherwise."""
+    if loaded_version is None:
+        exists = session.get(ClusteringState, dataset_id)
+        if exists is not None:
+            raise StateConflict(f"dataset {dataset_id}: a state was saved while this task ran")
+        session.execute(
+            insert(ClusteringState).values(
+                dataset_id=dataset_id,
+                state=blob,
+                version=1,
+                clustered_seq=clustered_seq,
+                embedding_model=model or "",
+                embedding_dim=dim or 0,
+            )
+        )
+        return
+    saved = session.execute(
+        update(ClusteringState)
+        .where(ClusteringState.dataset_id == dataset_id, ClusteringState.version == loaded_version)
+        .values(
+            state=blob,
+            version=loaded_version + 1,
+            clustered_seq=clustered_seq,
+            embedding_model=model or "",
+            embedding_dim=dim or 0,
+        )
+        .returning(ClusteringState.dataset_id),
+        execution_options={"synchronize_session": False},
+    ).first()
+    if saved is None:
+        raise StateConflict(f"dataset {dataset_id}: its state changed while this task ran")

@@ -1,0 +1,361 @@
+"""Indexing photos: accept an IndexFileMeta/BatchIndexFileMeta request, analyse each file in a job, and
+announce the request's end.
+
+The request (``accept``): every URI is judged first (``sources.check``); one refused URI fails the whole
+request with InvalidArgument naming it and nothing is written. Then, in one transaction, each file is
+recorded ``Pending`` under the request's EventId (with the request's Notification kept on the row), and
+after the commit one ``index-file`` job per file is submitted. The files table is the durable queue: a
+job lost with its process is submitted again at the next start (``requeue_pending``), and a file whose
+analysis was cut short ``max_attempts`` times fails instead of looping.
+
+The job (``analyze_file``) is idempotent: it acts only on a file still Pending under its EventId, and
+writes in one transaction that checks this again, so a photo analysed twice stores its faces once. An
+unchanged file (same fingerprint as when it was last indexed) is a no-op; a changed one gets new faces and
+its old ones become tombstones. A file that cannot be read or decoded fails alone, with a Reason.
+
+When the last file of a request is done, the same transaction writes the request's notification to the
+outbox: ``{ProjectName, DatasetName, RequestId, StartTime, EndTime, Success, Message, Files: [{URI,
+Error}]}`` as IMM sends it (plus UserData and EventId).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from immray.faces import AnalyzedImage, ImageError
+from immray.jobs.submission import submit
+from immray.notify import enqueue, envelope, notification_topics
+from immray.protocol.errors import ImmError
+from immray.protocol.times import format_time
+from immray.services import workflow_parameters
+from immray.services.database import Database
+from immray.services.datasets import find_dataset
+from immray.services.files import tombstone_figures
+from immray.services.input_files import INDEX_REQUEST_KEY, InputFile
+from immray.services.tasks import new_event_id
+from immray.sources import SourceInfo, SourceRefused, Sources, SourceUnreadable
+from immray.store import Dataset, Figure, File, ObjectStatus, next_change_seq, utcnow
+
+log = logging.getLogger("immray.indexing")
+
+INDEX_JOB = "index-file"
+MAX_BATCH = 100
+# Failures that say nothing about the file itself: its faces from the last analysis are kept.
+KEEP_FACES_ON = ("[SourceUnavailable]", "[InternalError]")
+
+
+@dataclass(frozen=True)
+class IndexRequest:
+    project_name: str
+    dataset_name: str
+    files: Sequence[InputFile]
+    action: str  # IndexFileMeta | BatchIndexFileMeta: the notification's type
+    notification: Mapping[str, Any] | None = None  # checked by notify.validate_notification
+    user_data: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event_id: str
+    file_ids: list[int]
+
+
+# --- the request --------------------------------------------------------------------------------
+
+
+def accept(db: Database, sources: Sources, request: IndexRequest) -> Accepted:
+    """Record the request's files as Pending and submit their analysis; returns the EventId."""
+    uris = [given.uri for given in request.files]
+    seen: set[str] = set()
+    for uri in uris:
+        if uri in seen:
+            raise ImmError.invalid_argument(f"The URI {uri[:512]} is given twice in one request.")
+        seen.add(uri)
+        try:
+            sources.check(uri)
+        except SourceRefused as exc:
+            raise ImmError.invalid_argument(f"The URI {uri[:512]} is refused: {exc.message}.") from None
+    event_id = new_event_id()
+    index_request = {
+        "EventId": event_id,
+        "Action": request.action,
+        "RequestId": request.request_id or "",
+        "StartTime": format_time(utcnow()),
+        "UserData": request.user_data or "",
+        "Notification": dict(request.notification) if request.notification else None,
+    }
+    with db.write() as session:
+        dataset = find_dataset(session, request.project_name, request.dataset_name, for_update=True)
+        existing = {
+            row.uri: row
+            for row in session.scalars(select(File).where(File.dataset_id == dataset.id, File.uri.in_(uris)))
+        }
+        _check_file_limit(session, dataset, len(set(uris) - set(existing)))
+        rows = []
+        for given in request.files:
+            row = existing.get(given.uri)
+            if row is None:
+                row = File(dataset_id=dataset.id, uri=given.uri, media_type="image", attributes={})
+                session.add(row)
+            given.apply_metadata(row)
+            row.object_status = ObjectStatus.PENDING
+            row.reason = None
+            row.event_id = event_id
+            row.attempts = 0
+            row.attributes = {**(row.attributes or {}), INDEX_REQUEST_KEY: index_request}
+            rows.append(row)
+        session.flush()
+        file_ids = [row.id for row in rows]
+    submit_analysis(event_id, file_ids)
+    return Accepted(event_id, file_ids)
+
+
+def _check_file_limit(session: Session, dataset: Dataset, adding: int) -> None:
+    limit = dataset.dataset_max_file_count
+    if limit is None or adding == 0:
+        return
+    count = session.scalar(select(func.count(File.id)).where(File.dataset_id == dataset.id)) or 0
+    if count + adding > limit:
+        raise ImmError.limit_exceeded(
+            f"The dataset {dataset.name} holds {count} files; {adding} more would pass its "
+            f"DatasetMaxFileCount of {limit}."
+        )
+
+
+def submit_analysis(event_id: str, file_ids: Sequence[int]) -> None:
+    """One ``index-file`` job per file. Without a running backend the files wait, Pending, for the next
+    start (``requeue_pending``)."""
+    for file_id in file_ids:
+        try:
+            submit(INDEX_JOB, {"file_id": file_id, "event_id": event_id})
+        except RuntimeError:
+            log.warning(
+                "no job backend runs: %d file(s) of %s wait for the next start", len(file_ids), event_id
+            )
+            return
+
+
+def requeue_pending(db: Database) -> int:
+    """Submit the analysis of every Pending file again (their jobs died with an earlier process)."""
+    with db.read() as session:
+        pending = session.execute(
+            select(File.id, File.event_id).where(File.object_status == ObjectStatus.PENDING).order_by(File.id)
+        ).all()
+    for file_id, event_id in pending:
+        submit(INDEX_JOB, {"file_id": file_id, "event_id": event_id or ""})
+    return len(pending)
+
+
+# --- the job ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    uri: str
+    fingerprint: str | None
+
+
+def detection_mode(db: Database, file_id: int) -> str:
+    """The ``FaceDetectionMode`` in force in the dataset of file ``file_id`` (``default`` if it is gone)."""
+    with db.read() as session:
+        parameters = session.scalar(
+            select(Dataset.workflow_parameters)
+            .join(File, File.dataset_id == Dataset.id)
+            .where(File.id == file_id)
+        )
+    return workflow_parameters.setting(parameters, workflow_parameters.FACE_DETECTION_MODE.name)
+
+
+def analyze_file(
+    db: Database,
+    sources: Sources,
+    analyze: Callable[[bytes], AnalyzedImage],
+    embedding_model: str,
+    file_id: int,
+    event_id: str,
+    *,
+    max_attempts: int = 3,
+) -> str | None:
+    """Analyse one Pending file of request ``event_id`` and store the outcome; returns the file's new
+    ObjectStatus, or None when there was nothing to do (done already, re-queued by a later request,
+    deleted)."""
+    claimed = _claim(db, file_id, event_id, max_attempts)
+    if claimed is None:
+        return None
+    try:
+        location = sources.check(claimed.uri)
+        info = sources.stat(location)
+        if claimed.fingerprint is not None and info.fingerprint == claimed.fingerprint:
+            return _finish(db, file_id, event_id, unchanged=True)
+        source = sources.read(location)
+        analyzed = analyze(source.data)
+    except (SourceRefused, SourceUnreadable) as exc:
+        reason = exc.reason if isinstance(exc, SourceUnreadable) else f"[InvalidArgument] {exc.message}"
+        return _finish(db, file_id, event_id, reason=reason)
+    except ImageError as exc:
+        return _finish(db, file_id, event_id, reason=exc.reason, info=source.info)
+    except Exception as exc:  # a bug or a model failure must not leave the file Pending forever
+        log.exception("analysing %s failed", claimed.uri)
+        return _finish(
+            db, file_id, event_id, reason=f"[InternalError] analysis failed ({type(exc).__name__})"
+        )
+    return _finish(
+        db,
+        file_id,
+        event_id,
+        info=source.info,
+        analyzed=analyzed,
+        embedding_model=embedding_model,
+    )
+
+
+def _claim(db: Database, file_id: int, event_id: str, max_attempts: int) -> _Claimed | None:
+    with db.write() as session:
+        row = session.get(File, file_id)
+        if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
+            return None
+        row.attempts += 1
+        if row.attempts > max_attempts:
+            _mark_failed(row, f"[InternalError] the analysis was cut short {max_attempts} times")
+            complete_events(session, session.get(Dataset, row.dataset_id), {row.event_id})
+            return None
+        return _Claimed(row.uri, row.fingerprint)
+
+
+def _finish(
+    db: Database,
+    file_id: int,
+    event_id: str,
+    *,
+    unchanged: bool = False,
+    reason: str | None = None,
+    info: SourceInfo | None = None,
+    analyzed: AnalyzedImage | None = None,
+    embedding_model: str = "",
+) -> str | None:
+    with db.write() as session:
+        row = session.get(File, file_id)
+        if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
+            return None  # deleted or re-queued meanwhile: the newer request decides
+        # One finisher at a time per dataset, so exactly one sees its request complete.
+        dataset = session.scalar(select(Dataset).where(Dataset.id == row.dataset_id).with_for_update())
+        if info is not None:
+            _source_fields(row, info)
+        if unchanged:
+            row.object_status = ObjectStatus.INDEXED
+            row.reason = None
+        elif reason is not None:
+            _mark_failed(row, reason)
+            if not reason.startswith(KEEP_FACES_ON):  # the old faces are not this file's any more
+                tombstone_figures(session, row.dataset_id, [row.id])
+                row.figure_count = None
+        else:
+            assert analyzed is not None and info is not None
+            _store_faces(session, row, analyzed, embedding_model)
+            row.fingerprint = info.fingerprint
+        complete_events(session, dataset, {event_id})
+        return row.object_status
+
+
+def _source_fields(row: File, info: SourceInfo) -> None:
+    row.size = info.size
+    row.etag = info.etag
+    row.filename = info.filename
+    row.file_modified_at = info.modified_at
+    if info.content_type and not row.content_type:
+        row.content_type = info.content_type
+
+
+def _mark_failed(row: File, reason: str) -> None:
+    row.object_status = ObjectStatus.FAILED
+    row.reason = reason
+    row.fingerprint = None  # re-indexing a failed file always tries again
+
+
+def _store_faces(session: Session, row: File, analyzed: AnalyzedImage, embedding_model: str) -> None:
+    tombstone_figures(session, row.dataset_id, [row.id])
+    if analyzed.faces:
+        seq = next_change_seq(session, row.dataset_id)
+        for face in analyzed.faces:
+            figure = Figure(
+                figure_id=str(uuid.uuid4()),
+                dataset_id=row.dataset_id,
+                file_id=row.id,
+                figure_type="face",
+                left=face.boundary.left,
+                top=face.boundary.top,
+                width=face.boundary.width,
+                height=face.boundary.height,
+                confidence=face.confidence,
+                quality=face.quality,
+                sharpness=face.sharpness,
+                yaw=face.head_pose.yaw,
+                pitch=face.head_pose.pitch,
+                roll=face.head_pose.roll,
+                change_seq=seq,
+            )
+            figure.set_vector(face.embedding, embedding_model)
+            session.add(figure)
+    row.content_type = analyzed.content_type
+    row.image_width = analyzed.width
+    row.image_height = analyzed.height
+    row.figure_count = len(analyzed.faces)
+    row.object_status = ObjectStatus.INDEXED
+    row.reason = None
+
+
+# --- the end of a request -----------------------------------------------------------------------
+
+
+def complete_events(session: Session, dataset: Dataset | None, event_ids: set[str | None]) -> None:
+    """For each request of ``event_ids`` with no Pending file left, write its notification (if it asked
+    for one) in the caller's transaction. Callers hold the dataset's lock, so one of them sees the end."""
+    if dataset is None:
+        return
+    for event_id in sorted(e for e in event_ids if e):
+        files = session.execute(
+            select(File.uri, File.object_status, File.reason, File.attributes)
+            .where(File.dataset_id == dataset.id, File.event_id == event_id)
+            .order_by(File.id)
+        ).all()
+        if any(status == ObjectStatus.PENDING for _, status, _, _ in files):
+            continue
+        request = next(
+            (attrs[INDEX_REQUEST_KEY] for *_, attrs in files if attrs and INDEX_REQUEST_KEY in attrs), None
+        )
+        if not request or not request.get("Notification"):
+            continue
+        project_name = dataset.project.name
+        now = utcnow()
+        content = {
+            "ProjectName": project_name,
+            "DatasetName": dataset.name,
+            "RequestId": request.get("RequestId", ""),
+            "StartTime": request.get("StartTime", ""),
+            "EndTime": format_time(now),
+            "Success": True,
+            "Message": "",
+            "UserData": request.get("UserData", ""),
+            "EventId": event_id,
+            "Files": [
+                {"URI": uri, "Error": (reason or "") if status == ObjectStatus.FAILED else ""}
+                for uri, status, reason, _ in files
+            ],
+        }
+        message = envelope(
+            message_id=str(uuid.uuid4()),
+            event_type=f"imm:Task:{request.get('Action') or 'IndexFileMeta'}",
+            project_name=project_name,
+            content=content,
+            at=now,
+        )
+        for topic in notification_topics(request["Notification"]):
+            enqueue(session, topic=topic, message=message)

@@ -1,0 +1,172 @@
+"""One Settings object for the whole process.
+
+Nothing else in immray reads the environment: every knob is a field here, set by a ``IMMRAY_*``
+variable or by an optional ``immray.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "immray"
+
+
+class NotifyTopic(BaseModel):
+    """Where the messages of one MNS/RocketMQ TopicName go: a Redis stream, a RabbitMQ exchange or queue,
+    or an HTTP(S) webhook whose body is signed with ``secret`` (HMAC-SHA256)."""
+
+    url: str = Field(
+        description="redis://..., amqp://... or http(s)://...", repr=False
+    )  # may hold a password
+    stream: str | None = Field(default=None, description="Redis: the stream messages are added to")
+    exchange: str | None = Field(default=None, description="RabbitMQ: the exchange to publish to")
+    routing_key: str = Field(default="", description="RabbitMQ: routing key used with exchange")
+    queue: str | None = Field(default=None, description="RabbitMQ: a queue to publish to directly")
+    secret: SecretStr | None = Field(default=None, description="webhook: HMAC-SHA256 key of the body")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="per delivery attempt")
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0].lower()
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its user and password, for logs and error messages."""
+        scheme, sep, rest = self.url.partition("://")
+        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else self.url
+
+    @model_validator(mode="after")
+    def _fits_its_sink(self) -> NotifyTopic:
+        scheme = self.scheme
+        if scheme in ("redis", "rediss", "unix"):
+            if not self.stream:
+                raise ValueError("a Redis topic needs `stream`")
+        elif scheme in ("amqp", "amqps"):
+            if (self.exchange is None) == (self.queue is None):
+                raise ValueError("a RabbitMQ topic needs exactly one of `exchange` or `queue`")
+        elif scheme in ("http", "https"):
+            if self.secret is None or not self.secret.get_secret_value():
+                raise ValueError("a webhook topic needs `secret` (its body is signed with it)")
+        else:
+            raise ValueError(f"unsupported notification URL scheme {scheme!r}: use redis, amqp or https")
+        return self
+
+
+class ObjectBucket(BaseModel):
+    """The S3-compatible endpoint that serves one bucket of ``s3://bucket/key`` and ``oss://bucket/key`` URIs
+    (AWS S3, MinIO, Ceph, Alibaba OSS's S3-compatible endpoint, ...)."""
+
+    endpoint_url: str = Field(
+        description="e.g. http://127.0.0.1:9000 or https://oss-cn-hangzhou.aliyuncs.com"
+    )
+    access_key_id: str | None = Field(default=None, description="None: boto3's own credential chain")
+    secret_access_key: SecretStr | None = Field(default=None, repr=False)
+    region: str | None = Field(default=None, description="signing region, e.g. us-east-1")
+    addressing_style: str = Field(default="path", pattern="^(auto|path|virtual)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMMRAY_", env_file="immray.env", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="database, keys, indexes, thumbnails"
+    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir")
+
+    # The API server (`immray serve`).
+    host: str = Field(default="127.0.0.1", description="address the API server listens on")
+    port: int = Field(default=8400, ge=0, le=65535, description="port the API server listens on")
+    allowed_roots: list[Path] = Field(
+        default_factory=list, description="folders whose files file:// URIs may name (serve --root)"
+    )
+    # s3:// and oss:// URIs: bucket -> endpoint, e.g. IMMRAY_BUCKETS='{"photos": {"endpoint_url":
+    # "http://127.0.0.1:9000", "access_key_id": "...", "secret_access_key": "..."}}'; a key written
+    # "oss://photos" or "s3://photos" serves that scheme only. Unlisted buckets are refused.
+    buckets: dict[str, ObjectBucket] = Field(default_factory=dict, description="bucket -> S3 endpoint")
+    max_source_bytes: int = Field(default=256 * 2**20, ge=1, description="larger files fail to index")
+
+    # Face analysis (mapped onto immray.faces.AnalyzerConfig by services.analysis). ``detector`` is for
+    # every call and every dataset whose FaceDetectionMode WorkflowParameter is ``default``.
+    detector: str = Field(
+        default="accurate",
+        description="accurate (MMOD CNN + HOG checked by MMOD) | hog (fast, fewer faces) | cnn (MMOD alone)",
+    )
+    max_image_pixels: int = Field(default=100_000_000, description="larger images are refused as bombs")
+    detect_max_side: int = Field(default=2048, description="images are downscaled to this for detection")
+    min_face_px: int = Field(default=40, description="smallest face side (original pixels) to look for")
+    mirror: bool = Field(
+        default=True,
+        description="descriptors average each face with its mirror image (more accurate; a change re-keys "
+        "the stored vectors: faces described the other way are not clustered with them)",
+    )
+
+    # Tasks and the local worker pool (immray.jobs.local).
+    worker_threads: int = Field(default=0, ge=0, description="local pool threads; 0 = one per CPU")
+    task_retention_days: float = Field(default=7.0, gt=0, description="finished tasks are kept this long")
+    task_lease_seconds: float = Field(default=30.0, gt=0, description="a dead worker's task reruns then")
+    task_max_attempts: int = Field(default=3, ge=1, description="runs of a task cut short before it fails")
+    task_poll_seconds: float = Field(default=2.0, gt=0, description="how often the pool looks for work")
+
+    # Bindings (immray.bindings): bound folders and buckets are listed again this often (and folders
+    # are watched with watchdog where the platform allows, so changes there are seen at once).
+    binding_scan_seconds: float = Field(default=60.0, gt=0, description="a binding's location is re-listed")
+    binding_watch: bool = Field(default=True, description="watch bound folders for changes (watchdog)")
+
+    # Scale-out (immray.jobs.celery_*): a broker URL makes Celery workers run the jobs instead of the
+    # in-process pool; the database must then be PostgreSQL, shared by the server and every worker.
+    broker_url: str | None = Field(
+        default=None, repr=False, pattern=r"^(redis|rediss|amqp|amqps)://", description="redis:// or amqp://"
+    )
+    broker_namespace: str = Field(
+        default="immray",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="names the queues: deployments sharing a broker use different ones",
+    )
+    broker_visibility_timeout: float = Field(
+        default=600.0, gt=0, description="Redis: a job not acknowledged this long is delivered again"
+    )
+    worker_concurrency: int = Field(default=0, ge=0, description="`immray worker` processes; 0 = per CPU")
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="`immray worker` serves /metrics here; 0 = off"
+    )
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="json: one JSON per line")
+
+    # Notifications: MNS/RocketMQ TopicName -> sink, e.g.
+    # IMMRAY_NOTIFY_TOPICS='{"done": {"url": "redis://127.0.0.1:6379/0", "stream": "immray"}}'
+    notify_topics: dict[str, NotifyTopic] = Field(default_factory=dict, description="topic name -> sink")
+    notify_max_attempts: int = Field(default=20, ge=1, description="deliveries tried before giving up")
+    notify_backoff_seconds: float = Field(default=1.0, gt=0, description="first retry delay, then doubled")
+    notify_backoff_max_seconds: float = Field(default=600.0, gt=0, description="longest retry delay")
+    notify_poll_seconds: float = Field(default=1.0, gt=0, description="how often the outbox is read")
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        from immray.faces.config import DETECTORS  # imports dlib: only when a detector is set
+
+        if value not in DETECTORS:
+            raise ValueError(f"must be one of {', '.join(DETECTORS)}, not {value!r}")
+        return value
+
+    @property
+    def credentials_path(self) -> Path:
+        """Where `serve` saves the admin key on first start and the CLI finds it (mode 0600)."""
+        return self.data_dir / "credentials.json"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'immray.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

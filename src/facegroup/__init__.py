@@ -1,3 +1,0 @@
-"""facegroup: self-hosted face clustering that speaks Alibaba Cloud IMM's face-clustering API."""
-
-__version__ = "0.1.0"
