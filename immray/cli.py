@@ -187,32 +187,49 @@ _DATA_DIR = click.option(
 )
 @_DATA_DIR
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Serve config file (default: configs/serve.local.yaml of the checkout).",
+)
+@click.option(
+    "--address",
+    help="A Ray cluster to deploy on (RAY_ADDRESS; default: start a local Ray for this server).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
     show_default=True,
 )
 def serve(
-    host: str | None, port: int | None, roots: tuple[Path, ...], data_dir: Path | None, log_level: str
+    host: str | None,
+    port: int | None,
+    roots: tuple[Path, ...],
+    data_dir: Path | None,
+    config_path: Path | None,
+    address: str | None,
+    log_level: str,
 ) -> None:
-    """Run the IMM-compatible API server (Ctrl-C stops it).
+    """Run the IMM-compatible API server on Ray Serve (Ctrl-C stops it).
 
-    The database is migrated on start. On the very first start an admin access key is created, printed
-    once and saved (mode 0600) in the data directory's credentials.json, where immray's commands find it.
+    Starts a local Ray (or joins --address / RAY_ADDRESS) and deploys the Serve application of the config
+    file with this server's settings. The database is migrated on start. On the very first start an admin
+    access key is created, printed once and saved (mode 0600) in the data directory's credentials.json,
+    where immray's commands find it.
     """
-    from immray.api.bootstrap import build_app
-    from immray.api.server import run_server
     from immray.api.startup import StartupError, check_roots, prepare_server
-    from immray.web import web_sign_in_link
+    from immray.observability.logs import configure_logging
+    from immray.serve.app import DeployError, load_config
 
-    settings = _settings(data_dir, host=host, port=port)
+    settings = _settings(data_dir, host=host, port=port, ray_address=address)
+    configure_logging(settings.log_format, log_level)
     try:
         if roots:
             settings = settings.model_copy(update={"allowed_roots": check_roots(list(roots))})
-        if settings.broker_url:  # scale-out: say now, not from the lifespan, what is missing
-            _check_scale_out(settings)
+        config = load_config(config_path)
         prepared = prepare_server(settings)
-    except StartupError as exc:
+    except (StartupError, DeployError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         if prepared.admin_key is not None:
@@ -230,87 +247,62 @@ def serve(
             ", ".join(str(root) for root in settings.allowed_roots) or "none (file:// indexing is off)"
         )
         click.echo(f"Database: {prepared.database}. Allowed roots: {roots_shown}.")
-        click.echo(f"IMM API on http://{settings.host}:{settings.port}/ (API version 2020-09-30)", nl=True)
-        app = build_app(settings, db=prepared.db)
-        link = web_sign_in_link(app, settings, prepared.admin_key)
+    finally:
+        prepared.db.close()
+    _run_on_ray(settings, config, prepared.admin_key)
+
+
+def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
+    """Start or join Ray, deploy the application, print where it answers, and wait for Ctrl-C."""
+    import signal
+    import time
+
+    import ray
+    from ray import serve as ray_serve
+
+    from immray.serve.app import APP_NAME, DeployError, deploy, with_settings
+    from immray.serve.cluster import connect
+
+    try:
+        started_here, dashboard = connect(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if dashboard:
+            click.echo(f"Ray dashboard: {dashboard}")
+        click.echo("Deploying the Serve application (the first start takes a while)...")
+        sys.stdout.flush()
+        deploy(with_settings(config, settings, host=settings.host, port=settings.port))
+        click.echo(f"IMM API on http://{settings.host}:{settings.port}/ (API version 2020-09-30)")
+        link = _web_link(settings, new_admin, ray_serve.get_app_handle(APP_NAME))
         if link:
             click.echo(f"Web page: {link} (signs you in once; or sign in at /ui with an access key)")
         sys.stdout.flush()
-        run_server(
-            app,
-            settings.host,
-            settings.port,
-            log_level=log_level,
-            **_server_logging(settings.log_format, log_level),
-        )
-    finally:
-        prepared.db.close()
-
-
-# --- the scale-out mode: Celery workers, and what the deployment is doing ---------------------------
-
-
-@main.command()
-@click.option(
-    "--concurrency",
-    "-c",
-    type=click.IntRange(1, 1024),
-    help="Worker processes (default: one per CPU; IMMRAY_WORKER_CONCURRENCY).",
-)
-@click.option("--name", "-n", help="The worker's Celery node name (default immray-PID@HOSTNAME).")
-@click.option(
-    "--root",
-    "roots",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="A folder file:// URIs may name (the same folders as the server's); repeatable.",
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics on this port (default off; IMMRAY_WORKER_METRICS_PORT).",
-)
-@click.option("--log-format", type=click.Choice(["text", "json"]), help="Default IMMRAY_LOG_FORMAT.")
-@click.option(
-    "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="info",
-    show_default=True,
-)
-def worker(
-    concurrency: int | None,
-    name: str | None,
-    roots: tuple[Path, ...],
-    metrics_port: int | None,
-    log_format: str | None,
-    log_level: str,
-) -> None:
-    """Run a Celery worker of the scale-out mode (IMMRAY_BROKER_URL, a PostgreSQL IMMRAY_DATABASE_URL).
-
-    It analyses photos and runs clustering tasks sent by any server of the same database and broker;
-    start as many as you like, on as many machines. Ctrl-C (SIGTERM) lets the running jobs end first.
-    """
-    from immray.api.startup import StartupError, check_roots
-    from immray.jobs.celery_worker import WorkerError, WorkerOptions, run_worker
-
-    settings = _settings(
-        None, worker_concurrency=concurrency, worker_metrics_port=metrics_port, log_format=log_format
-    )
-    try:
-        if roots:
-            settings = settings.model_copy(update={"allowed_roots": check_roots(list(roots))})
-        code = run_worker(
-            settings,
-            WorkerOptions(
-                concurrency=settings.worker_concurrency,
-                name=name,
-                log_level=log_level,
-                metrics_port=settings.worker_metrics_port,
-            ),
-        )
-    except (StartupError, WorkerError) as exc:
+        while True:
+            time.sleep(3600)
+    except DeployError as exc:
         raise click.ClickException(str(exc)) from None
-    sys.exit(code)
+    except KeyboardInterrupt:
+        click.echo("Stopping...")
+    finally:
+        if started_here:  # our own Ray: the application, its replicas and the dataset actors go with it
+            try:
+                ray_serve.shutdown()
+            finally:
+                ray.shutdown()
+
+
+def _web_link(settings: Settings, new_admin, ingress) -> str | None:
+    """The one-time web sign-in link, made by the ingress replica (which keeps the link tokens)."""
+    from immray.api.startup import client_endpoint
+    from immray.web import admin_key_id
+
+    key_id = admin_key_id(settings, new_admin)
+    if key_id is None:
+        return None
+    base = f"http://{client_endpoint(settings.host, settings.port)}"
+    return ingress.sign_in_link.remote(base, key_id).result(timeout_s=30)
 
 
 @main.command()
@@ -342,26 +334,6 @@ def status(as_json: bool, timeout: float, data_dir: Path | None) -> None:
             click.echo(line)
     if found.broker_error:
         click.get_current_context().exit(1)
-
-
-def _check_scale_out(settings: Settings) -> None:
-    from immray.jobs.celery_backend import ScaleOutError, check_broker, check_scale_out
-
-    try:
-        check_scale_out(settings)
-        check_broker(settings)
-    except ScaleOutError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _server_logging(log_format: str, log_level: str) -> dict:
-    """uvicorn's options for IMMRAY_LOG_FORMAT: json sends every log (immray's too) as JSON lines."""
-    if log_format != "json":
-        return {}
-    from immray.observability.logs import configure_logging, uvicorn_log_config
-
-    configure_logging("json", log_level)
-    return {"log_config": uvicorn_log_config(log_level)}
 
 
 def _open_database_without_migrating(settings: Settings) -> Database:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,8 +108,7 @@ class Settings(BaseSettings):
         "the stored vectors: faces described the other way are not clustered with them)",
     )
 
-    # Tasks and the local worker pool (immray.jobs.local).
-    worker_threads: int = Field(default=0, ge=0, description="local pool threads; 0 = one per CPU")
+    # Tasks: each dataset's clustering and merging tasks run in its dataset actor (immray.actors).
     task_retention_days: float = Field(default=7.0, gt=0, description="finished tasks are kept this long")
     task_lease_seconds: float = Field(default=30.0, gt=0, description="a dead worker's task reruns then")
     task_max_attempts: int = Field(default=3, ge=1, description="runs of a task cut short before it fails")
@@ -118,22 +119,23 @@ class Settings(BaseSettings):
     binding_scan_seconds: float = Field(default=60.0, gt=0, description="a binding's location is re-listed")
     binding_watch: bool = Field(default=True, description="watch bound folders for changes (watchdog)")
 
-    # Scale-out (immray.jobs.celery_*): a broker URL makes Celery workers run the jobs instead of the
-    # in-process pool; the database must then be PostgreSQL, shared by the server and every worker.
-    broker_url: str | None = Field(
-        default=None, repr=False, pattern=r"^(redis|rediss|amqp|amqps)://", description="redis:// or amqp://"
+    # Ray: where `immray serve` runs the Serve application and the actors (immray.serve, immray.actors).
+    ray_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("IMMRAY_RAY_ADDRESS", "RAY_ADDRESS"),
+        description="a Ray cluster to join (ray://, host:port or auto); none: a local Ray started by serve",
     )
-    broker_namespace: str = Field(
+    ray_namespace: str = Field(
         default="immray",
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="names the queues: deployments sharing a broker use different ones",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="the Ray namespace of the dataset actors (servers sharing a Ray cluster use different ones)",
     )
-    broker_visibility_timeout: float = Field(
-        default=600.0, gt=0, description="Redis: a job not acknowledged this long is delivered again"
+    ray_num_cpus: int = Field(default=0, ge=0, description="CPUs of the local Ray started by serve; 0 = all")
+    dataset_actor_idle_seconds: float = Field(
+        default=300.0, gt=0, description="a dataset actor with no task for this long exits (made again on use)"
     )
-    worker_concurrency: int = Field(default=0, ge=0, description="`immray worker` processes; 0 = per CPU")
-    worker_metrics_port: int = Field(
-        default=0, ge=0, le=65535, description="`immray worker` serves /metrics here; 0 = off"
+    indexing_concurrency: int = Field(
+        default=32, ge=1, le=1024, description="photos read, sent to analysis and stored at once per ingress"
     )
     log_format: str = Field(default="text", pattern="^(text|json)$", description="json: one JSON per line")
 
@@ -154,6 +156,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(DETECTORS)}, not {value!r}")
         return value
 
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any] | None = None) -> Settings:
+        """The settings of a Ray replica or actor: the environment's (IMMRAY_*) with the values its
+        launcher passed (``to_overrides``) on top; the launcher's win."""
+        return cls(**(overrides or {}))
+
+    def to_overrides(self) -> dict[str, Any]:
+        """The values set explicitly on this object (by a command's options or a test), as JSON, secrets
+        included: what a Ray replica or actor needs to rebuild these settings with ``from_overrides``."""
+        return _reveal(self.model_dump(mode="python", exclude_unset=True, by_alias=False))
+
     @property
     def credentials_path(self) -> Path:
         """Where `serve` saves the admin key on first start and the CLI finds it (mode 0600)."""
@@ -164,6 +177,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'immray.db'}"
+
+
+def _reveal(value: Any) -> Any:
+    """JSON-ready values, secrets shown (pydantic's JSON mode masks them)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _reveal(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reveal(item) for item in value]
+    return value
 
 
 @lru_cache(maxsize=1)

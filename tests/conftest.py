@@ -7,8 +7,14 @@ PostgreSQL tests (no URL, server down) fails instead of passing green.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:  # the suite's shared kits (ray_testkit, photo_testkit, ...)
+    sys.path.insert(0, TESTS)
 
 REQUIRE_POSTGRES = os.environ.get("IMMRAY_REQUIRE_POSTGRES") == "1"
 POSTGRES_URL = os.environ.get("IMMRAY_TEST_POSTGRES_URL") or None
@@ -53,3 +59,12 @@ def sample_photo():
     from immray.samples import sample_path
 
     return sample_path
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """The local Ray (two CPUs) and Serve's HTTP proxy the whole session shares, started on first use."""
+    from ray_testkit import start_ray, stop_ray
+
+    yield start_ray()
+    stop_ray()

@@ -1,10 +1,10 @@
 """The composition root: one server's settings, database, access control, actions and background services.
 
-``build_app(settings)`` is all ``immray serve`` (and a test) needs. Two lists make the server:
+``build_app(settings)`` is what the Serve ingress replica (``immray.serve.ingress``) runs. Two lists make the server:
 
 - the actions: ``api.handlers.HANDLER_MODULES``, one module per IMM resource;
-- the background services: :func:`background_services` below, started in order when the ASGI app starts
-  and stopped in reverse order when it stops (the task worker pool and the outbox dispatcher belong here).
+- the background services (``services``), started in order when the ASGI app starts and stopped in
+  reverse order when it stops (on Serve: ``serve.ingress.ray_services``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from immray.api.app import create_app
 from immray.api.context import ApiContext
 from immray.api.handlers import LISTING_ACTIONS, all_actions
 from immray.bindings.runner import BindingRunner
-from immray.jobs.indexing import PendingFilesRecovery
-from immray.jobs.local import LocalWorkerPool
 from immray.notify.dispatcher import OutboxDispatcher
 from immray.observability.metrics import instrument
 from immray.services.database import Database
@@ -51,21 +49,11 @@ def build_context(settings: Settings, db: Database) -> ApiContext:
 
 
 def background_services(context: ApiContext) -> list[BackgroundService]:
-    """What runs beside the API, in start order: the outbox dispatcher, then the task worker pool (which
-    wakes the dispatcher when a task ends, so its notification leaves at once) or, with a broker, the
-    Celery backend and its task sweeper, then the re-submission of files left Pending by an earlier
-    process (it needs the job backend)."""
-    dispatcher = OutboxDispatcher(context.db, context.settings)
-    if context.settings.broker_url:  # scale-out: Celery workers run the jobs, a sweeper watches the tasks
-        from immray.jobs.celery_backend import scale_out_services
-
-        runners = scale_out_services(context.db, context.settings, after_task=dispatcher.wake)
-    else:
-        runners = [LocalWorkerPool(context.db, context.settings, after_task=dispatcher.wake)]
+    """What runs beside the API when no job backend is wanted (an app under test without Ray): the outbox
+    dispatcher and the binding runner. The Serve ingress runs its own list (``serve.ingress.ray_services``):
+    these plus the Ray job backend, the task sweeper and the re-submission of Pending files."""
     return [
-        dispatcher,
-        *runners,
-        PendingFilesRecovery(context.db),  # files whose analysis died with an earlier process
+        OutboxDispatcher(context.db, context.settings),
         BindingRunner(context.db, context.settings),  # bound folders/buckets kept in sync (leases)
     ]
 

@@ -1,9 +1,8 @@
 """How work runs: jobs registered by name, submitted with :func:`submit`, run by a backend.
 
 A job is a thin shell around a service (``@job("name", task=True)``) that receives a
-:class:`immray.jobs.context.JobContext`; the backend that runs it is the in-process
-:class:`immray.jobs.local.LocalWorkerPool` by default, and the same names and payloads can be handed to
-another backend (Celery, for scale-out) without touching the jobs. This package's top level imports no
+:class:`immray.jobs.context.JobContext`; on Ray the backend is the ingress replica's
+:class:`immray.serve.jobs.RayJobBackend` (tasks to the dataset actors, photos to the analysis deployment). This package's top level imports no
 service, so services can submit jobs.
 """
 

@@ -1,5 +1,5 @@
 """The clustering and merging tasks as jobs: thin shells over ``services.clustering_task`` and
-``services.cluster_merging``, run by whichever backend (local pool, Celery) took the task."""
+``services.cluster_merging``, run by the dataset's actor (``immray.actors.dataset``)."""
 
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ class JobContext:
         owner: str | None = None,
         attempt: int = 1,
         faces: FaceAnalysis | None = None,
+        state_cache: Any = None,
     ) -> None:
         self.job_name = job_name
         self.payload = payload
@@ -48,6 +49,7 @@ class JobContext:
         self.owner = owner
         self.attempt = attempt  # 2 and more: an earlier run was cut short, so the job must be idempotent
         self.faces = faces or InProcessAnalysis(settings)  # where face analysis runs (jobs.face_analysis)
+        self.state_cache = state_cache  # the dataset actor's clustering states between tasks, if any
         self.finished = False
         self._stopping = stopping
         self._lost = threading.Event()

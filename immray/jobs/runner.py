@@ -42,6 +42,7 @@ class JobRunner:
     on_start: Callable[[JobContext], None] = lambda ctx: None
     on_end: Callable[[JobContext], None] = lambda ctx: None
     faces: FaceAnalysis | None = None  # where indexing jobs analyse photos; None: in this process
+    state_cache: Any = None  # kept between the clustering tasks this runner runs (the dataset actor's)
 
     def run(self, job_name: str, payload: dict[str, Any]) -> str:
         """Run one submission; returns its outcome (succeeded, failed, interrupted, or skipped: a task
@@ -147,6 +148,7 @@ class JobRunner:
             settings=self.settings,
             stopping=self.stopping,
             faces=self.faces,
+            state_cache=self.state_cache,
             **task,
         )
 

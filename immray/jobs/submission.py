@@ -1,6 +1,6 @@
 """``submit(job_name, payload)``: the one way anything in immray asks for a job to run.
 
-The backend (the local pool, or Celery in the scale-out mode) installs itself at start-up. A task job
+The backend (the Ray job backend of the ingress replica) installs itself at start-up. A task job
 submitted while no backend runs is not lost: the task table keeps it and the next pool to start runs it.
 A plain job has nowhere to wait, so submitting one without a backend is an error.
 """

@@ -27,6 +27,7 @@ from immray.services.clustering_engine import clustering_engine, dataset_salt, l
 from immray.services.database import Database
 from immray.services.datasets import find_dataset
 from immray.services.tasks import NewTask, TaskRecord, create_task, dataset_serial_key, submit_task
+from immray.clustering import ClusterState
 from immray.store import ClusteringState
 
 log = logging.getLogger("immray.clustering")
@@ -43,6 +44,26 @@ class TaskRun(Protocol):
     def progress(self, percent: float) -> None: ...
 
     def finish(self, session: Session, result: Mapping[str, Any] | None = None) -> None: ...
+
+
+class StateCache:
+    """The last committed clustering state of the datasets one runner clustered, by dataset and state
+    version: the dataset actor keeps it between tasks, so a task whose dataset nobody else clustered
+    meanwhile starts from memory instead of unpickling the saved state. A version mismatch (or a cache
+    lost with a restart) falls back to the store, which stays the record."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, tuple[int, ClusterState]] = {}
+
+    def take(self, dataset_id: int, version: int | None) -> ClusterState | None:
+        """The state saved as ``version``, if held; it leaves the cache (the run mutates it)."""
+        held = self._states.pop(dataset_id, None)
+        if held is None or version is None or held[0] != version:
+            return None
+        return held[1]
+
+    def keep(self, dataset_id: int, version: int, state: ClusterState) -> None:
+        self._states[dataset_id] = (version, state)
 
 
 class StateConflict(RuntimeError):
@@ -90,7 +111,10 @@ def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int
         pending = read_pending(session, dataset_id)
     run.progress(10)
     engine = clustering_engine()
-    state = load_state(engine, pending.state_blob, dataset_salt(dataset_id, pending.created_at))
+    cache: StateCache | None = getattr(run, "state_cache", None)
+    state = cache.take(dataset_id, pending.state_version) if cache is not None else None
+    if state is None:
+        state = load_state(engine, pending.state_blob, dataset_salt(dataset_id, pending.created_at))
     run.progress(20)
     plan = plan_changes(state, pending)
     outcome = Outcome.starting_from(state)
@@ -117,6 +141,8 @@ def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int
         save_state(session, dataset_id, pending.state_version, blob, pending.upto, plan.model, state.dim)
         write_outcome(session, dataset_id, outcome, pending.tombstones)
         run.finish(session, result)
+    if cache is not None:
+        cache.keep(dataset_id, (pending.state_version or 0) + 1, state)
     log.info("dataset %s clustered up to change %s: %s", dataset_id, pending.upto, result)
     return result
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from immray.services.database import Database
 from immray.services.tasks import LeaseLost, TaskRecord, finish_task
-from immray.store import Task, TaskStatus, utcnow
+from immray.store import Dataset, Project, Task, TaskStatus, utcnow
 
 INTERRUPTED_CODE = "TaskInterrupted"
 
@@ -122,14 +122,20 @@ def release(db: Database, task_id: str, *, owner: str) -> bool:
 
 
 def claimable(
-    db: Database, *, job_names: Collection[str], max_attempts: int, limit: int = 100
+    db: Database,
+    *,
+    job_names: Collection[str],
+    max_attempts: int,
+    limit: int = 100,
+    serial_key: str | None = None,
 ) -> list[tuple[str, str]]:
-    """(task_id, job_name) of tasks a worker knowing ``job_names`` may claim now, oldest first."""
+    """(task_id, job_name) of tasks a worker knowing ``job_names`` may claim now (of ``serial_key`` only,
+    when given), oldest first."""
     if not job_names:
         return []
     now = utcnow()
     with db.read() as session:
-        rows = session.execute(
+        query = (
             select(Task.task_id, Task.job_name)
             .where(
                 Task.status == TaskStatus.RUNNING,
@@ -140,8 +146,42 @@ def claimable(
             )
             .order_by(Task.id)
             .limit(limit)
-        ).all()
+        )
+        if serial_key is not None:
+            query = query.where(Task.serial_key == serial_key)
+        rows = session.execute(query).all()
     return [(task_id, job_name) for task_id, job_name in rows]
+
+
+def release_predecessors(db: Database, *, owner_prefix: str, owner: str) -> list[str]:
+    """Free the leases still held by earlier lives of a runner that has one live instance at a time (a
+    restarted dataset actor: Ray runs one actor of a name). Their runs died with them and stay counted, so
+    a task that kills its runner every time still ends Failed after ``max_attempts``."""
+    with db.write() as session:
+        rows = session.execute(
+            update(Task)
+            .where(
+                Task.status == TaskStatus.RUNNING,
+                Task.lease_owner.startswith(owner_prefix, autoescape=True),
+                Task.lease_owner != owner,
+            )
+            .values(lease_owner=None, lease_expires_at=None)
+            .returning(Task.task_id),
+            execution_options={"synchronize_session": False},
+        ).all()
+    return [row[0] for row in rows]
+
+
+def route_of(db: Database, task_id: str) -> tuple[str | None, str | None, str | None]:
+    """(serial key, project name, dataset name) of a task: which runner it belongs to."""
+    with db.read() as session:
+        row = session.execute(
+            select(Task.serial_key, Project.name, Dataset.name)
+            .join(Project, Project.id == Task.project_id)
+            .outerjoin(Dataset, Dataset.id == Task.dataset_id)
+            .where(Task.task_id == task_id)
+        ).first()
+    return (None, None, None) if row is None else (row[0], row[1], row[2])
 
 
 def next_in_line(db: Database, serial_key: str, *, max_attempts: int) -> tuple[str, str] | None:

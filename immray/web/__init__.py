@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from immray.api.context import ApiContext
-from immray.api.startup import client_endpoint
 from immray.credentials import CredentialsError, load_credentials
 from immray.services.access_keys import NewKey
 from immray.settings import Settings
@@ -38,16 +37,13 @@ def sign_in_link(app: FastAPI, base_url: str, access_key_id: str) -> str:
     return f"{base_url.rstrip('/')}/ui/signin/{token}"
 
 
-def web_sign_in_link(app: FastAPI, settings: Settings, new_admin: NewKey | None) -> str | None:
-    """What ``immray serve`` prints: a one-time link signing in the admin key it created on this start,
-    or else the key saved in the data directory; None when it knows no key."""
-    key_id = new_admin.info.access_key_id if new_admin is not None else None
-    if key_id is None:
-        try:
-            saved = load_credentials(settings.credentials_path)
-        except CredentialsError:
-            saved = None
-        key_id = saved.access_key_id if saved is not None else None
-    if key_id is None:
-        return None
-    return sign_in_link(app, f"http://{client_endpoint(settings.host, settings.port)}", key_id)
+def admin_key_id(settings: Settings, new_admin: NewKey | None) -> str | None:
+    """The key ``immray serve``'s sign-in link is for: the admin key it created on this start, or else the
+    key saved in the data directory; None when it knows no key."""
+    if new_admin is not None:
+        return new_admin.info.access_key_id
+    try:
+        saved = load_credentials(settings.credentials_path)
+    except CredentialsError:
+        saved = None
+    return saved.access_key_id if saved is not None else None

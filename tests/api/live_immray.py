@@ -1,4 +1,5 @@
-"""A live immray server built by ``build_app`` on a real database, for tests that drive it with the SDK.
+"""A live immray server, the Serve application on the session's Ray, on a real database, for tests that
+drive it with the SDK.
 
 ``immray`` (module-scoped, once per backend) starts the whole server on a fresh SQLite file, and on a
 fresh PostgreSQL database when IMMRAY_TEST_POSTGRES_URL is set (the ``postgres`` marker). Tests share it
@@ -23,10 +24,9 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.runtime import RuntimeOptions
 from harness import sdk_client
-from live_server import serve
+from ray_testkit import serve_app
 from sqlalchemy.pool import NullPool
 
-from immray.api.bootstrap import build_app
 from immray.policy import ADMIN_POLICY
 from immray.protocol.signing import encode_query, sign
 from immray.services import access_keys
@@ -146,7 +146,7 @@ def immray(
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     try:
-        with serve(build_app(settings, db=db)) as address:
+        with serve_app(settings) as address:
             yield LiveImmray(address, settings, db, Key(admin.info.access_key_id, admin.secret))
     finally:
         db.close()

@@ -14,9 +14,8 @@ import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
 from live_immray import Key, LiveImmray, database_url_for, unique
-from live_server import serve
+from ray_testkit import serve_app
 
-from immray.api.bootstrap import build_app
 from immray.policy import ADMIN_POLICY
 from immray.services import access_keys
 from immray.services.database import Database
@@ -32,11 +31,11 @@ def indexing_server(
 ) -> Iterator[LiveImmray]:
     url = database_url_for(request, backend, data_dir)
     settings.setdefault("detector", TEST_DETECTOR)  # HOG alone unless asked otherwise: photo_testkit says why
-    config = Settings(data_dir=data_dir, database_url=url, allowed_roots=roots, worker_threads=2, **settings)
+    config = Settings(data_dir=data_dir, database_url=url, allowed_roots=roots, **settings)
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     try:
-        with serve(build_app(config, db=db)) as address:
+        with serve_app(config) as address:
             yield LiveImmray(address, config, db, Key(admin.info.access_key_id, admin.secret))
     finally:
         db.close()

@@ -1,0 +1,87 @@
+"""The analysis deployment: the card's embedding actors. Each replica loads the face models once and
+analyses the photos that indexing jobs send it, batched across requests with ``@serve.batch``.
+
+A replica holds no database and no source reader: bytes in, faces out. The caller (an indexing job in the
+ingress replica, ``serve.indexing``) reads the photo and stores what comes back, so a replica that dies
+costs only the photos it was analysing, and those are sent again (see ``ServeFaceAnalysis``). The batch
+is analysed photo by photo on dlib (which holds the GIL); the torch models batch it as one tensor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+
+from immray.faces import AnalyzedImage
+from immray.jobs.face_analysis import InProcessAnalysis
+from immray.settings import Settings
+
+log = logging.getLogger("immray.analysis")
+
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_WAIT_SECONDS = 0.01
+
+
+class FaceAnalysisReplica:
+    """One replica of the analysis deployment (wrapped by :func:`deployment`)."""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self._settings = Settings.from_overrides(settings)
+        limit_blas_threads(assigned_cpus())
+        self._local = InProcessAnalysis(self._settings)
+        self._local.embedder_name(None)  # the server's default mode loads before the first photo
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config`` of the Serve config: the batch size and how long a batch waits to fill."""
+        self._analyze_batch.set_max_batch_size(int(config.get("max_batch_size", DEFAULT_BATCH_SIZE)))
+        self._analyze_batch.set_batch_wait_timeout_s(
+            float(config.get("batch_wait_timeout_s", DEFAULT_BATCH_WAIT_SECONDS))
+        )
+
+    async def analyze(self, mode: str | None, data: bytes) -> AnalyzedImage:
+        """The faces of one photo (ImageError for what is not a usable image), batched with others."""
+        outcome = await self._analyze_batch((mode, data))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def embedder_name(self, mode: str | None) -> str:
+        return self._local.embedder_name(mode)
+
+    @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_SECONDS)
+    async def _analyze_batch(self, requests: list[tuple[str | None, bytes]]) -> list[Any]:
+        # One photo's bad bytes fail that photo alone: each outcome is its result or its exception.
+        return await asyncio.to_thread(self._run_batch, requests)
+
+    def _run_batch(self, requests: list[tuple[str | None, bytes]]) -> list[Any]:
+        outcomes: list[Any] = []
+        for mode, data in requests:
+            try:
+                outcomes.append(self._local.analyze(mode, data))
+            except Exception as exc:  # noqa: BLE001 - handed back to that photo's caller
+                outcomes.append(exc)
+        return outcomes
+
+
+def assigned_cpus() -> int:
+    """The CPUs Ray gave this replica (``num_cpus`` in the Serve config), at least one."""
+    import ray
+
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
+def limit_blas_threads(threads: int) -> None:
+    """OpenBLAS (dlib's models run on it) gets as many threads as the replica has CPUs: more only fight
+    the other replicas for the cores. An operator's own OPENBLAS_NUM_THREADS wins."""
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    if not os.environ.get("OPENBLAS_NUM_THREADS"):
+        threadpool_limits(limits=threads, user_api="blas")
+
+
+FaceAnalysisDeployment = serve.deployment(name="FaceAnalysis")(FaceAnalysisReplica)

@@ -1,0 +1,194 @@
+"""How background work runs on Ray, from the ingress replica's side.
+
+``RayJobBackend`` is the job backend (``immray.jobs.submit``) of every ingress replica:
+
+- a task job (clustering, merging) goes to its dataset's actor (``immray.actors.dataset``), which runs the
+  dataset's tasks one after the other;
+- an ``index-file`` job runs in this replica's indexing threads: read the photo (``sources``), send its
+  bytes to the analysis deployment (batched there), store the faces. The files table is their durable
+  queue: Pending files are sent again when a replica starts (``PendingFilesRecovery``).
+
+``TaskSweeper`` is the safety net: every ``task_poll_seconds`` it fails the tasks whose every run was cut
+short, sends the claimable ones (left by a dead actor, or queued behind another task) to their actors,
+and purges finished tasks past retention once an hour.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from immray.actors.dataset import actor_name, dataset_actor
+from immray.faces import AnalyzedImage
+from immray.jobs.catalog import load_jobs
+from immray.jobs.registry import get_job, job_names
+from immray.jobs.runner import JobRunner
+from immray.jobs.submission import install_backend, uninstall_backend
+from immray.services import task_leases
+from immray.services.database import Database
+from immray.services.tasks import purge_finished_tasks
+from immray.settings import Settings
+
+log = logging.getLogger("immray.jobs")
+
+PURGE_EVERY_SECONDS = 3600.0
+ANALYSIS_ATTEMPTS = 3  # a photo whose replica died is sent again, to another or a restarted replica
+
+
+class ServeFaceAnalysis:
+    """The indexing jobs' face analysis (``jobs.face_analysis.FaceAnalysis``) on the analysis deployment."""
+
+    def __init__(self, handle: Any, attempts: int = ANALYSIS_ATTEMPTS) -> None:
+        self._handle = handle
+        self._attempts = attempts
+        self._names: dict[str | None, str] = {}
+
+    def _call(self, method: str, *args: Any) -> Any:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return getattr(self._handle, method).remote(*args).result()
+            except RayTaskError as exc:  # the replica raised: the photo's own error (ImageError, ...)
+                cause = exc.cause if isinstance(exc.cause, Exception) else exc
+                raise cause from None
+            except RayActorError:
+                if attempt == self._attempts:
+                    raise
+                log.warning("an analysis replica died during %s; sending it again (%d)", method, attempt)
+        raise AssertionError("unreachable")
+
+    def analyze(self, mode: str | None, data: bytes) -> AnalyzedImage:
+        return self._call("analyze", mode, data)
+
+    def embedder_name(self, mode: str | None) -> str:
+        if mode not in self._names:
+            self._names[mode] = self._call("embedder_name", mode)
+        return self._names[mode]
+
+
+class RayJobBackend:
+    """The job backend of an ingress replica (installed while the replica runs)."""
+
+    name = "Ray job backend"
+
+    def __init__(
+        self, db: Database, settings: Settings, analysis: Any, actor_options: dict[str, Any] | None = None
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._actor_options = actor_options or {}
+        self._actors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._runner = JobRunner(
+            db=db, settings=settings, owner="ingress", submit=self.submit, faces=ServeFaceAnalysis(analysis)
+        )
+
+    def start(self) -> None:
+        load_jobs()
+        self._pool = ThreadPoolExecutor(self._settings.indexing_concurrency, thread_name_prefix="immray-index")
+        install_backend(self)
+
+    def stop(self) -> None:
+        uninstall_backend(self)
+        pool, self._pool = self._pool, None
+        if pool is not None:  # the photos not analysed yet stay Pending, sent again at the next start
+            self._runner.stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, job_name: str, payload: dict[str, Any]) -> None:
+        spec = get_job(job_name)
+        if spec is not None and spec.task:
+            self.send_task(str(payload["task_id"]), job_name)
+            return
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError(f"the ingress is stopping; {job_name} waits for the next start")
+        pool.submit(self._runner.run, job_name, payload)
+
+    def send_task(self, task_id: str, job_name: str) -> None:
+        """Hand a task to its dataset's actor (created on first use)."""
+        serial_key, project, dataset = task_leases.route_of(self._db, task_id)
+        key = serial_key or "tasks"
+        name = actor_name(project, dataset, key)
+        for attempt in (1, 2):
+            actor = self._actor(name, key, fresh=attempt > 1)
+            try:
+                actor.submit.remote(task_id, job_name)
+                return
+            except RayActorError:  # it exited while idle: make it again
+                continue
+
+    def _actor(self, name: str, serial_key: str, *, fresh: bool = False) -> Any:
+        with self._lock:
+            if fresh or name not in self._actors:
+                self._actors[name] = dataset_actor(
+                    self._settings, name=name, serial_key=serial_key, options=self._actor_options
+                )
+            return self._actors[name]
+
+    def forget_actors(self) -> None:
+        """Drop the cached handles (the sweeper does it each round: an actor may have exited idle)."""
+        with self._lock:
+            self._actors.clear()
+
+
+class TaskSweeper:
+    """A background service of the ingress: see the module's docstring."""
+
+    name = "task sweeper"
+
+    def __init__(self, db: Database, settings: Settings, backend: RayJobBackend, after_fail=None) -> None:
+        self._db = db
+        self._settings = settings
+        self._backend = backend
+        self._after_fail = after_fail
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_purge: float | None = None
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="immray-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("the task sweeper failed; it tries again")
+            self._stopping.wait(self._settings.task_poll_seconds)
+
+    def sweep(self) -> None:
+        settings = self._settings
+        for record in task_leases.fail_exhausted(self._db, max_attempts=settings.task_max_attempts):
+            log.error("task %s failed: %s", record.task_id, record.message)
+            if self._after_fail is not None:
+                self._after_fail()
+        claimable = task_leases.claimable(
+            self._db, job_names=job_names(task=True), max_attempts=settings.task_max_attempts
+        )
+        if claimable:
+            self._backend.forget_actors()
+        for task_id, job_name in claimable:
+            self._backend.send_task(task_id, job_name)
+        if self._last_purge is None or time.monotonic() - self._last_purge >= PURGE_EVERY_SECONDS:
+            self._last_purge = time.monotonic()
+            purged = purge_finished_tasks(self._db, retention_days=settings.task_retention_days)
+            if purged:
+                log.info("purged %d task(s) older than %s days", purged, settings.task_retention_days)
+
+
+def in_ray() -> bool:
+    return ray.is_initialized()
