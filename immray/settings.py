@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
@@ -132,7 +131,9 @@ class Settings(BaseSettings):
     )
     ray_num_cpus: int = Field(default=0, ge=0, description="CPUs of the local Ray started by serve; 0 = all")
     dataset_actor_idle_seconds: float = Field(
-        default=300.0, gt=0, description="a dataset actor with no task for this long exits (made again on use)"
+        default=300.0,
+        gt=0,
+        description="a dataset actor with no task for this long exits (made again on use)",
     )
     indexing_concurrency: int = Field(
         default=32, ge=1, le=1024, description="photos read, sent to analysis and stored at once per ingress"

@@ -33,7 +33,7 @@ def ray_services(
     return [
         dispatcher,
         backend,
-        TaskSweeper(context.db, context.settings, backend, after_fail=dispatcher.wake),
+        TaskSweeper(context.db, context.settings, backend.send_task, after_fail=dispatcher.wake),
         PendingFilesRecovery(context.db),  # files whose analysis died with an earlier replica
         BindingRunner(context.db, context.settings),  # bound folders/buckets kept in sync (leases)
     ]
@@ -58,7 +58,8 @@ class IngressReplica:
 
     def __serve_build_asgi_app__(self) -> Any:
         self._app = build_app(
-            self._settings, services=lambda context: ray_services(context, self._analysis, self._actor_options)
+            self._settings,
+            services=lambda context: ray_services(context, self._analysis, self._actor_options),
         )
         return self._app
 

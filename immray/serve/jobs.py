@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from immray.actors.dataset import actor_name, dataset_actor
@@ -82,8 +82,6 @@ class RayJobBackend:
         self._db = db
         self._settings = settings
         self._actor_options = actor_options or {}
-        self._actors: dict[str, Any] = {}
-        self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._runner = JobRunner(
             db=db, settings=settings, owner="ingress", submit=self.submit, faces=ServeFaceAnalysis(analysis)
@@ -91,7 +89,9 @@ class RayJobBackend:
 
     def start(self) -> None:
         load_jobs()
-        self._pool = ThreadPoolExecutor(self._settings.indexing_concurrency, thread_name_prefix="immray-index")
+        self._pool = ThreadPoolExecutor(
+            self._settings.indexing_concurrency, thread_name_prefix="immray-index"
+        )
         install_backend(self)
 
     def stop(self) -> None:
@@ -115,27 +115,15 @@ class RayJobBackend:
         """Hand a task to its dataset's actor (created on first use)."""
         serial_key, project, dataset = task_leases.route_of(self._db, task_id)
         key = serial_key or "tasks"
-        name = actor_name(project, dataset, key)
-        for attempt in (1, 2):
-            actor = self._actor(name, key, fresh=attempt > 1)
-            try:
-                actor.submit.remote(task_id, job_name)
-                return
-            except RayActorError:  # it exited while idle: make it again
-                continue
-
-    def _actor(self, name: str, serial_key: str, *, fresh: bool = False) -> Any:
-        with self._lock:
-            if fresh or name not in self._actors:
-                self._actors[name] = dataset_actor(
-                    self._settings, name=name, serial_key=serial_key, options=self._actor_options
-                )
-            return self._actors[name]
-
-    def forget_actors(self) -> None:
-        """Drop the cached handles (the sweeper does it each round: an actor may have exited idle)."""
-        with self._lock:
-            self._actors.clear()
+        # Looked up (or made) each time: an actor that exited while idle is made again. A task sent in the
+        # moment its actor exits stays in the table, and the sweeper sends it again.
+        actor = dataset_actor(
+            self._settings,
+            name=actor_name(project, dataset, key),
+            serial_key=key,
+            options=self._actor_options,
+        )
+        actor.submit.remote(task_id, job_name)
 
 
 class TaskSweeper:
@@ -143,10 +131,17 @@ class TaskSweeper:
 
     name = "task sweeper"
 
-    def __init__(self, db: Database, settings: Settings, backend: RayJobBackend, after_fail=None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        send: Callable[[str, str], None],
+        after_fail: Callable[[], None] | None = None,
+    ) -> None:
+        """``send(task_id, job_name)`` hands a task to its runner (``RayJobBackend.send_task``)."""
         self._db = db
         self._settings = settings
-        self._backend = backend
+        self._send = send
         self._after_fail = after_fail
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,16 +174,10 @@ class TaskSweeper:
         claimable = task_leases.claimable(
             self._db, job_names=job_names(task=True), max_attempts=settings.task_max_attempts
         )
-        if claimable:
-            self._backend.forget_actors()
         for task_id, job_name in claimable:
-            self._backend.send_task(task_id, job_name)
+            self._send(task_id, job_name)
         if self._last_purge is None or time.monotonic() - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = time.monotonic()
             purged = purge_finished_tasks(self._db, retention_days=settings.task_retention_days)
             if purged:
                 log.info("purged %d task(s) older than %s days", purged, settings.task_retention_days)
-
-
-def in_ray() -> bool:
-    return ray.is_initialized()
