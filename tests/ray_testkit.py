@@ -115,9 +115,13 @@ def dataset_actors(namespace: str) -> list[Any]:
     """The live dataset actors of ``namespace`` (Ray's state API)."""
     from ray.util.state import list_actors
 
+    found = list_actors(
+        address=start_ray().gcs_address,  # never auto-detect: other Ray instances may run on this machine
+        filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
+    )
     return [
         actor
-        for actor in list_actors(filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")])
+        for actor in found
         if (actor.name or "").startswith("dataset:")
     ]
 

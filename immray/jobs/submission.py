@@ -42,6 +42,11 @@ def uninstall_backend(backend: JobBackend) -> None:
 def submit(job_name: str, payload: Mapping[str, Any]) -> None:
     """Run ``job_name`` with ``payload`` (JSON-serialisable: it may cross a process boundary)."""
     spec = get_job(job_name)
+    if spec is None:  # the product's jobs register on import: a process that submitted none yet loads them
+        from immray.jobs.catalog import load_jobs
+
+        load_jobs()
+        spec = get_job(job_name)
     if spec is None:
         raise ValueError(f"no job is registered as {job_name!r}")
     payload = dict(payload)

@@ -1,5 +1,6 @@
-"""Files whose analysis was lost with its process: accepted while no worker ran, they wait Pending and are
-analysed when a server starts on the same database; a file cut short too often fails instead."""
+"""Files whose analysis was lost with its process: accepted while nothing analysed photos (the app without
+its Ray services), they wait Pending and are analysed when the Serve application starts on the same
+database; a file cut short too often fails instead."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from live_immray import BACKENDS, Key, LiveImmray, database_url_for
 from live_indexing import batch_index, get_files, new_dataset, wait_done
 from live_server import serve
+from ray_testkit import serve_app
 from sqlalchemy import update
 
 from immray.api.bootstrap import build_app
@@ -25,7 +27,7 @@ def test_pending_files_are_analysed_at_the_next_start(request, tmp_path, backend
     portrait.write_bytes(sample_photo("portrait").read_bytes())
     astronaut.write_bytes(sample_photo("astronaut").read_bytes())
     url = database_url_for(request, backend, tmp_path)
-    settings = Settings(data_dir=tmp_path, database_url=url, allowed_roots=[root], worker_threads=1)
+    settings = Settings(data_dir=tmp_path, database_url=url, allowed_roots=[root])
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     key = Key(admin.info.access_key_id, admin.secret)
@@ -42,7 +44,7 @@ def test_pending_files_are_analysed_at_the_next_start(request, tmp_path, backend
             session.execute(
                 update(File).where(File.uri == uris[1]).values(attempts=settings.task_max_attempts)
             )
-        with serve(build_app(settings, db=db)) as address:
+        with serve_app(settings) as address:
             client = LiveImmray(address, settings, db, key).client()
             files = wait_done(client, project, dataset, uris)
     finally:
