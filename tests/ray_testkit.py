@@ -56,8 +56,15 @@ def start_ray() -> RayRuntime:
         logging_level="warning",
         log_to_driver=os.environ.get("IMMRAY_TEST_RAY_LOGS") == "1",
     )
+    from immray.serve.app import load_config
+
     http_port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": http_port}, proxy_location="HeadOnly")
+    config = load_config()  # its HTTP and controller options: the proxy answers as in production
+    serve.start(
+        http_options={**config.get("http_options", {}), "host": "127.0.0.1", "port": http_port},
+        proxy_location="HeadOnly",
+        controller_options=config.get("controller_options"),
+    )
     _runtime = RayRuntime(
         gcs_address=context.address_info["gcs_address"],
         serve_address=f"127.0.0.1:{http_port}",
@@ -119,11 +126,17 @@ def dataset_actors(namespace: str) -> list[Any]:
         address=start_ray().gcs_address,  # never auto-detect: other Ray instances may run on this machine
         filters=[("ray_namespace", "=", namespace), ("state", "=", "ALIVE")],
     )
-    return [
-        actor
-        for actor in found
-        if (actor.name or "").startswith("dataset:")
-    ]
+    return [actor for actor in found if (actor.name or "").startswith("dataset:")]
+
+
+def replica_actors(deployment: str, app: str = "immray") -> list[Any]:
+    """The live replicas of a deployment of the application (Ray's state API: their name, pid, node)."""
+    from ray.util.state import list_actors
+
+    return list_actors(
+        address=start_ray().gcs_address,
+        filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"), ("state", "=", "ALIVE")],
+    )
 
 
 def kill_dataset_actors(namespace: str) -> None:

@@ -77,7 +77,7 @@ def create_app(
 
     async def on_unexpected(request: Request, error: Exception) -> Response:
         request_id = request_id_of(request)
-        log.error("request %s failed", request_id, exc_info=error)
+        log.error("request %s failed", request_id, exc_info=error, extra={"request_id": request_id})
         return error_response(request_id, ImmError.internal_error(request_id), host_id)
 
     app.add_exception_handler(ImmError, on_imm_error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from immray.api.actions import ActionRegistry, Authorize, Call
 from immray.api.responses import ok_response, request_id_of
+from immray.observability import logs
 from immray.protocol.errors import ImmError
 from immray.protocol.nonces import NonceStore
 from immray.protocol.params import collect, parse_params
@@ -47,18 +49,39 @@ class Dispatcher:
     max_body_bytes: int
 
     async def handle(self, request: Request) -> Response:
+        """Answer one IMM request. Every line logged while it is served (here, in the handler, in the
+        threads it runs in) carries its ``request_id`` and ``action``; it ends with "request handled"."""
         request_id = request_id_of(request)
-        try:
-            incoming = await self._read(request)
-            verified = await run_in_threadpool(
-                verify, incoming, self.lookup_secret, self.nonces, self.clock()
-            )
-            return await self._run(request_id, incoming, verified)
-        except ImmError:
-            raise
-        except Exception:
-            log.exception("request %s failed", request_id)
-            raise ImmError.internal_error(request_id) from None
+        began = time.perf_counter()
+        status, code = 500, None
+        # The action the header names until the signature confirms one (a legacy request's, in its query).
+        claimed = (request.headers.get("x-acs-action") or "")[:128] or None
+        with logs.bound(request_id=request_id, action=claimed):
+            try:
+                incoming = await self._read(request)
+                verified = await run_in_threadpool(
+                    verify, incoming, self.lookup_secret, self.nonces, self.clock()
+                )
+                logs.bind(action=(verified.action or "")[:128] or None)
+                response = await self._run(request_id, incoming, verified)
+                status = response.status_code
+                return response
+            except ImmError as error:
+                status, code = error.status, error.code
+                raise
+            except Exception:
+                log.exception("request %s failed", request_id)
+                code = "InternalError"
+                raise ImmError.internal_error(request_id) from None
+            finally:
+                log.info(
+                    "request handled",
+                    extra={
+                        "status": status,
+                        **({"code": code} if code else {}),
+                        "duration_ms": round((time.perf_counter() - began) * 1000, 1),
+                    },
+                )
 
     async def _read(self, request: Request) -> HttpRequest:
         declared = request.headers.get("content-length", "0")

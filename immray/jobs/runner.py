@@ -19,7 +19,7 @@ from typing import Any
 from immray.jobs.context import JobContext, JobInterrupted
 from immray.jobs.face_analysis import FaceAnalysis
 from immray.jobs.registry import get_job
-from immray.observability import metrics
+from immray.observability import logs, metrics
 from immray.protocol.errors import ImmError
 from immray.services import task_leases
 from immray.services.database import Database
@@ -46,26 +46,23 @@ class JobRunner:
 
     def run(self, job_name: str, payload: dict[str, Any]) -> str:
         """Run one submission; returns its outcome (succeeded, failed, interrupted, or skipped: a task
-        this worker did not get), which is also counted in the metrics and logged with the job's name."""
+        this worker did not get), which is also counted in the metrics and logged with the job's name.
+        Every line logged meanwhile in this thread carries the job, and its task_id, file_id, dataset_id."""
         began = time.monotonic()
         outcome = "failed"
-        try:
-            outcome = self._run(job_name, payload)
-        finally:
-            seconds = time.monotonic() - began
-            metrics.job_ended(job_name, outcome, seconds)
-            log.info(
-                "job %s %s",
-                job_name,
-                outcome,
-                extra={
-                    "job": job_name,
-                    **{key: payload[key] for key in ("task_id", "file_id") if key in payload},
-                    "outcome": outcome,
-                    "seconds": round(seconds, 3),
-                    "worker": self.owner,
-                },
-            )
+        known = {key: payload.get(key) for key in ("task_id", "file_id", "dataset_id")}
+        with logs.bound(job=job_name, **known):
+            try:
+                outcome = self._run(job_name, payload)
+            finally:
+                seconds = time.monotonic() - began
+                metrics.job_ended(job_name, outcome, seconds)
+                log.info(
+                    "job %s %s",
+                    job_name,
+                    outcome,
+                    extra={"outcome": outcome, "seconds": round(seconds, 3), "worker": self.owner},
+                )
         return outcome
 
     def _run(self, job_name: str, payload: dict[str, Any]) -> str:
@@ -97,6 +94,7 @@ class JobRunner:
         )
         if claim is None:
             return "skipped"
+        logs.bind(dataset_id=claim.payload.get("dataset_id"))  # from the task's own payload
         if claim.job_name != job_name:
             log.warning("task %s is run by job %s, not %s", task_id, claim.job_name, job_name)
         spec = get_job(claim.job_name)

@@ -1,81 +1,117 @@
-"""Prometheus metrics of the server and the workers (prometheus-client).
+"""immray's metrics, on Ray's metrics (``ray.util.metrics``): Ray exports them, with its own, from every node.
 
-What is counted, wherever the work runs (the server's in-process pool or a Celery worker):
+Each Ray node serves the metrics of its processes (the Serve replicas, the dataset actors, the driver) in
+Prometheus' text format on its metrics export port (``ray start --metrics-export-port``, or
+``ray.init(_metrics_export_port=...)``; the Ray dashboard's Metrics view and its Prometheus service discovery
+file point Prometheus there). Ray puts ``ray_`` before each name and adds the labels of the process
+(``SessionName``, ``NodeAddress``, ``WorkerId``, ...); sum over them for the whole deployment. The series:
 
-- ``immray_jobs_total{job, outcome}``: jobs run, ``outcome`` succeeded | failed | interrupted | skipped
+- ``ray_immray_jobs_total{job, outcome}``: jobs run, ``outcome`` succeeded | failed | interrupted | skipped
   (a task job that found its task ended, held by another worker, or waiting behind its dataset's task);
-- ``immray_job_duration_seconds{job}``: how long the jobs that ran took (skipped ones excluded);
-- ``immray_photos_analyzed_total{result}``: photos analysed, ``result`` analysed | error;
-  ``rate()`` of it is the photos/s of the whole deployment when summed over the workers;
-- ``immray_faces_found_total``: faces found in them (faces/s likewise);
-- ``immray_api_requests_total{action, status}`` and ``immray_api_request_duration_seconds{action}``
-  on the server.
+- ``ray_immray_job_duration_seconds{job}`` (histogram): how long the jobs that ran took, skipped ones
+  excluded; the clustering tasks are ``job="face-clustering"`` and ``job="figure-clusters-merging"``, the
+  analysis of one indexed file ``job="index-file"``;
+- ``ray_immray_photos_analyzed_total{result}``: photos analysed, ``result`` analysed | error; ``rate()`` of
+  it is the photos/s (summed over the processes, of the deployment);
+- ``ray_immray_faces_found_total``: faces found in them (faces/s likewise);
+- ``ray_immray_photo_analysis_seconds{result}`` (histogram): how long the analysis of one photo took, as
+  the job waited for it (the face models may run in another replica);
+- ``ray_immray_api_requests_total{action, status}``: IMM requests (``POST /``) by action (one of the
+  server's, else "other": unknown names are no label) and HTTP status;
+- ``ray_immray_api_request_duration_seconds{action}`` (histogram): their latency.
 
-The server answers ``GET /metrics`` on its API port (:func:`instrument`). A Celery worker is several
-processes (prefork), so it uses prometheus-client's multiprocess mode: each process writes its values to
-files in one directory and the worker's main process serves their sum (:func:`serve_worker_metrics`).
-That mode is chosen when a metric is created, so the metrics here are made on first use, after
-``immray worker`` has picked the directory (:func:`use_multiprocess_dir`).
+Ray's histograms count observations in the right buckets, but their ``_sum`` adds each bucket's middle, not
+the value observed: use the buckets (``histogram_quantile``), not ``_sum / _count``.
+
+The API port no longer serves ``GET /metrics``: it answers 410 Gone with a line that says where the
+metrics went (:func:`instrument`).
+
+A ``ray.util.metrics`` object belongs to a Ray worker or driver, so the metrics are made on first use in
+each process once Ray is initialised there. Where it is not (a unit test, a command of the CLI), recording
+does nothing: nothing here ever fails because Ray is absent.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+import sys
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
-
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-    start_http_server,
-    values,
-)
 
 JOB_OUTCOMES = ("succeeded", "failed", "interrupted", "skipped")
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+PHOTO_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 OTHER_ACTION = "other"  # requests naming no known action: a label per unknown name would be unbounded
+MOVED = (
+    "immray's metrics moved to Ray's metrics export: each Ray node serves them (ray_immray_* series) on "
+    "its metrics export port, which the Ray dashboard's Metrics view reads.\n"
+)
 T = TypeVar("T")
+log = logging.getLogger("immray.metrics")
 
 
 @dataclass(frozen=True)
 class _Metrics:
-    jobs: Counter
-    job_seconds: Histogram
-    photos: Counter
-    faces: Counter
-    api_requests: Counter
-    api_seconds: Histogram
+    jobs: Any
+    job_seconds: Any
+    photos: Any
+    faces: Any
+    photo_seconds: Any
+    api_requests: Any
+    api_seconds: Any
 
 
-@cache
-def _metrics() -> _Metrics:
+_made: _Metrics | None = None
+_lock = threading.Lock()
+_failures = 0
+
+
+def _metrics() -> _Metrics | None:
+    """This process's metrics, made on first use once Ray is initialised; None while it is not."""
+    global _made
+    ray = sys.modules.get("ray")  # not imported: then Ray is not initialised here either
+    if ray is None or not ray.is_initialized():
+        _made = None  # made again for the next Ray this process joins
+        return None
+    if _made is not None:
+        return _made
+    with _lock:
+        if _made is None:
+            _made = _create()
+    return _made
+
+
+def _create() -> _Metrics:
+    from ray.util.metrics import Counter, Histogram
+
     return _Metrics(
-        jobs=Counter("immray_jobs", "Jobs run, by job name and outcome.", ["job", "outcome"]),
+        jobs=Counter("immray_jobs_total", "Jobs run, by job name and outcome.", ("job", "outcome")),
         job_seconds=Histogram(
-            "immray_job_duration_seconds", "How long jobs ran, by job name.", ["job"], buckets=JOB_BUCKETS
+            "immray_job_duration_seconds", "How long jobs ran, by job name.", list(JOB_BUCKETS), ("job",)
         ),
         photos=Counter(
-            "immray_photos_analyzed", "Photos analysed, by result (analysed, error).", ["result"]
+            "immray_photos_analyzed_total", "Photos analysed, by result (analysed, error).", ("result",)
         ),
-        faces=Counter("immray_faces_found", "Faces found in the photos analysed."),
+        faces=Counter("immray_faces_found_total", "Faces found in the photos analysed."),
+        photo_seconds=Histogram(
+            "immray_photo_analysis_seconds",
+            "How long the analysis of one photo took, by result (analysed, error).",
+            list(PHOTO_BUCKETS),
+            ("result",),
+        ),
         api_requests=Counter(
-            "immray_api_requests", "IMM API requests, by action and HTTP status.", ["action", "status"]
+            "immray_api_requests_total", "IMM API requests, by action and HTTP status.", ("action", "status")
         ),
         api_seconds=Histogram(
             "immray_api_request_duration_seconds",
             "IMM API request latency, by action.",
-            ["action"],
-            buckets=API_BUCKETS,
+            list(API_BUCKETS),
+            ("action",),
         ),
     )
 
@@ -83,44 +119,81 @@ def _metrics() -> _Metrics:
 # --- recording --------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _recording() -> Iterator[_Metrics | None]:
+    """The metrics to record in (None without Ray); a failure to record is logged, never raised: the
+    work being counted matters more than its count."""
+    try:
+        metrics = _metrics()
+    except Exception:
+        _failed()
+        metrics = None
+    try:
+        yield metrics
+    except Exception:
+        _failed()
+
+
+def _failed() -> None:
+    global _failures
+    _failures += 1
+    if _failures == 1:  # once per process: a broken metric would fill the log
+        log.warning("recording a metric failed; this process's metrics may be incomplete", exc_info=True)
+
+
 def job_ended(job: str, outcome: str, seconds: float) -> None:
-    metrics = _metrics()
-    metrics.jobs.labels(job, outcome).inc()
-    if outcome != "skipped":
-        metrics.job_seconds.labels(job).observe(seconds)
+    with _recording() as metrics:
+        if metrics is not None:
+            metrics.jobs.inc(1, tags={"job": job, "outcome": outcome})
+            if outcome != "skipped":
+                metrics.job_seconds.observe(seconds, tags={"job": job})
 
 
 def counting_photos(analyze: Callable[[bytes], T]) -> Callable[[bytes], T]:
-    """``analyze`` (bytes -> an image with ``.faces``), counting each photo and the faces found in it."""
+    """``analyze`` (bytes -> an image with ``.faces``), counting and timing each photo and counting the
+    faces found in it."""
 
     def counted(data: bytes) -> T:
-        metrics = _metrics()
+        began = time.perf_counter()
         try:
             image = analyze(data)
         except Exception:
-            metrics.photos.labels("error").inc()
+            _photo_analysed("error", time.perf_counter() - began, 0)
             raise
-        metrics.photos.labels("analysed").inc()
-        metrics.faces.inc(len(image.faces))  # type: ignore[attr-defined]
+        _photo_analysed("analysed", time.perf_counter() - began, len(image.faces))  # type: ignore[attr-defined]
         return image
 
     return counted
+
+
+def _photo_analysed(result: str, seconds: float, faces: int) -> None:
+    with _recording() as metrics:
+        if metrics is not None:
+            metrics.photos.inc(1, tags={"result": result})
+            metrics.photo_seconds.observe(seconds, tags={"result": result})
+            if faces:  # a Ray counter takes only positive steps
+                metrics.faces.inc(faces)
+
+
+def api_request_ended(action: str, status: int, seconds: float) -> None:
+    with _recording() as metrics:
+        if metrics is not None:
+            metrics.api_requests.inc(1, tags={"action": action, "status": str(status)})
+            metrics.api_seconds.observe(seconds, tags={"action": action})
 
 
 # --- the server ---------------------------------------------------------------------------------------
 
 
 def instrument(app: Any, actions: Collection[str]) -> None:
-    """Count ``app``'s IMM requests by action (one of ``actions``, else "other") and status, and answer
-    ``GET /metrics`` with the process's metrics."""
-    from starlette.responses import Response
+    """Count ``app``'s IMM requests by action (one of ``actions``, else "other") and status, and time them.
+    ``GET /metrics`` answers 410 Gone with a line saying where the metrics are now (Ray's export)."""
+    from starlette.responses import PlainTextResponse
 
-    _metrics()  # create them now, so /metrics lists every series from the start
+    async def metrics_moved(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(MOVED, status_code=410)
 
-    async def metrics_endpoint(request: Any) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_route("/metrics", metrics_moved, methods=["GET"], include_in_schema=False)
     app.add_middleware(_ApiRequestMetrics, actions=frozenset(actions))
 
 
@@ -153,26 +226,4 @@ class _ApiRequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            metrics = _metrics()
-            metrics.api_requests.labels(action, str(status)).inc()
-            metrics.api_seconds.labels(action).observe(time.perf_counter() - began)
-
-
-# --- the workers --------------------------------------------------------------------------------------
-
-
-def use_multiprocess_dir(directory: Path) -> None:
-    """Make this process and the processes it forks write their metrics to files in ``directory`` (an
-    empty directory of this worker's own). Call it before any metric is recorded."""
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)  # prometheus-client's own switch
-    values.ValueClass = values.get_value_class()  # in case prometheus-client was imported already
-    if _metrics.cache_info().currsize:
-        raise RuntimeError("metrics were recorded before the multiprocess directory was chosen")
-
-
-def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> None:
-    """Serve the sum of every process's metrics (this worker's multiprocess directory) on ``port``."""
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, addr=host, registry=registry)
+            api_request_ended(action, status, time.perf_counter() - began)

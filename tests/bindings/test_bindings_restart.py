@@ -22,6 +22,7 @@ from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
 from immray.store import Binding, Dataset, Figure, File, Project
+from ray_testkit import serve_app
 
 
 def files_state(db: Database, uris: list[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -51,14 +52,13 @@ def test_a_binding_resumes_after_a_restart_without_reindexing(request, tmp_path,
     (root / "portrait.jpg").write_bytes(jpeg("portrait", scale=2.0))
     uris = [(root / name).as_uri() for name in ("astronaut.jpg", "portrait.jpg")]
     url = database_url_for(request, backend, tmp_path)
-    settings = Settings(
-        data_dir=tmp_path, database_url=url, allowed_roots=[root], worker_threads=1, binding_scan_seconds=0.5
-    )
+    settings = Settings(data_dir=tmp_path, database_url=url, allowed_roots=[root], binding_scan_seconds=0.5)
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     key = Key(admin.info.access_key_id, admin.secret)
     try:
-        # A server cut short mid-scan: its runner listed and submitted the photos, no worker analysed them.
+        # A server cut short mid-scan: its runner listed and submitted the photos, nothing analysed them
+        # (the app alone with its binding runner, off Ray).
         only_runner = build_app(
             settings, db=db, services=lambda context: [BindingRunner(context.db, settings)]
         )
@@ -74,7 +74,7 @@ def test_a_binding_resumes_after_a_restart_without_reindexing(request, tmp_path,
         with db.read() as session:  # the runner let go of its binding when the server stopped
             assert session.scalar(select(Binding.lease_owner).where(Binding.uri == binding_uri)) is None
 
-        with serve(build_app(settings, db=db)) as address:  # resumes: analyses, submits nothing again
+        with serve_app(settings) as address:  # the Serve application resumes: analyses, submits nothing again
             client = LiveImmray(address, settings, db, key).client()
             wait_incremental(client, project, dataset, binding_uri)
             indexed = wait_files(client, project, dataset, uris)
@@ -86,7 +86,7 @@ def test_a_binding_resumes_after_a_restart_without_reindexing(request, tmp_path,
         assert all(faces for _, faces in after.values())
 
         restarted = time.time()
-        with serve(build_app(settings, db=db)) as address:  # an unchanged tree: one listing, no analysis
+        with serve_app(settings) as address:  # redeployed on an unchanged tree: one listing, no analysis
             wait_for(
                 "a pass after the restart",
                 lambda: (scanned_at(db, binding_uri) or datetime.min).timestamp() > restarted,

@@ -16,17 +16,17 @@ import pytest
 from alibabacloud_imm20200930 import models as imm
 from live_immray import BACKENDS, Key, LiveImmray, database_url_for, unique
 from live_indexing import index_and_wait, new_dataset
-from live_server import serve
 from people_photos import GROUP, make_photos
 from people_testkit import all_people, cluster, faces, photos_of
+from ray import serve
 
-from immray.api.bootstrap import build_app
 from immray.policy import ADMIN_POLICY, dataset_policy
+from immray.serve.app import APP_NAME
 from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
-from immray.web import sign_in_link
 from photo_testkit import TEST_DETECTOR
+from ray_testkit import serve_app
 
 WAIT_SECONDS = 240
 
@@ -34,7 +34,6 @@ WAIT_SECONDS = 240
 @dataclass
 class Site:
     live: LiveImmray
-    app: object
     project: str
     dataset: str
     photos: dict[str, Path]
@@ -47,7 +46,9 @@ class Site:
         return f"{self.base}/ui/p/{self.project}/d/{self.dataset}/people"
 
     def link(self) -> str:
-        return sign_in_link(self.app, self.base, self.live.admin.access_key_id)
+        # Made by the ingress replica, which keeps the link tokens (as `immray serve` gets its link).
+        ingress = serve.get_app_handle(APP_NAME)
+        return ingress.sign_in_link.remote(self.base, self.live.admin.access_key_id).result(timeout_s=30)
 
     def people(self) -> list[imm.FigureCluster]:
         return all_people(self.live.client(), self.project, self.dataset)
@@ -77,21 +78,19 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         data_dir=data_dir,
         database_url=url,
         allowed_roots=[folder],
-        worker_threads=2,
         min_face_px=80,
         detector=TEST_DETECTOR,  # HOG alone: photo_testkit says why
         task_poll_seconds=0.1,
     )
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
-    app = build_app(settings, db=db)
     try:
-        with serve(app) as address:
+        with serve_app(settings) as address:
             live = LiveImmray(address, settings, db, Key(admin.info.access_key_id, admin.secret))
             project, dataset = new_dataset(live.client())
             index_and_wait(live.client(), project, dataset, [path.as_uri() for path in photos.values()])
             cluster(live.client(), project, dataset)
-            yield Site(live, app, project, dataset, photos)
+            yield Site(live, project, dataset, photos)
     finally:
         db.close()
 
