@@ -44,8 +44,8 @@ class BackgroundService(Protocol):
     def stop(self) -> None | Awaitable[None]: ...
 
 
-def build_context(settings: Settings, db: Database) -> ApiContext:
-    return ApiContext(settings=settings, db=db, access=AccessControl(db, LISTING_ACTIONS))
+def build_context(settings: Settings, db: Database, analyzer: Any = None) -> ApiContext:
+    return ApiContext(settings=settings, db=db, access=AccessControl(db, LISTING_ACTIONS), analyzer=analyzer)
 
 
 def background_services(context: ApiContext) -> list[BackgroundService]:
@@ -64,15 +64,17 @@ def build_app(
     db: Database | None = None,
     services: Callable[[ApiContext], Sequence[BackgroundService]] = background_services,
     clock: Callable[[], datetime] | None = None,
+    analyzer: Any = None,
 ) -> FastAPI:
     """The API server of ``settings`` (its database must be migrated: ``store.upgrade``).
 
     ``db`` shares an existing database handle (the caller then closes it); otherwise one is opened here and
-    closed when the app stops.
+    closed when the app stops. ``analyzer`` is where the image actions analyse photos (the Serve ingress
+    passes the analysis deployment's); None: the face models in this process.
     """
     owned = db is None
     database = db if db is not None else Database.connect(settings.resolved_database_url)
-    context = build_context(settings, database)
+    context = build_context(settings, database, analyzer)
     running = list(services(context))
     app = create_app(
         all_actions(context),
@@ -82,7 +84,7 @@ def build_app(
         clock=clock,
         lifespan=_lifespan(running, database if owned else None),
     )
-    instrument(app, [action.name for action in app.state.actions])  # GET /metrics; requests by action
+    instrument(app, [action.name for action in app.state.actions])  # requests by action (Ray metrics)
     mount_web(app, context)  # the web page under /ui, calling the same actions as the key signed in
     app.state.context = context
     app.state.services = running

@@ -8,6 +8,7 @@ collaborator (a task pool, a source reader) adds a field here and fills it in ``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from immray.api.access import AccessControl
 from immray.services.database import Database
@@ -19,3 +20,13 @@ class ApiContext:
     settings: Settings
     db: Database
     access: AccessControl
+    # Where the image actions (DetectImageFaces, CompareImageFaces, SearchImageFigureCluster) analyse a
+    # photo: an Analyzer-shaped object (``analyze(data)``, ``embedder``); None: the models in this process.
+    analyzer: Any = None
+
+    def image_analyzer(self) -> Any:
+        if self.analyzer is not None:
+            return self.analyzer
+        from immray.services.analysis import analyzer_for
+
+        return analyzer_for(self.settings)

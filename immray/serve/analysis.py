@@ -51,6 +51,13 @@ class FaceAnalysisReplica:
     def embedder_name(self, mode: str | None) -> str:
         return self._local.embedder_name(mode)
 
+    def same_person_distance(self, mode: str | None) -> float:
+        """The embedder's same/different boundary (the image actions' similarity is scaled by it)."""
+        from immray.faces.similarity import same_person_distance
+        from immray.services.analysis import analyzer_for
+
+        return same_person_distance(analyzer_for(self._settings, mode).embedder)
+
     @serve.batch(max_batch_size=DEFAULT_BATCH_SIZE, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_SECONDS)
     async def _analyze_batch(self, requests: list[tuple[str | None, bytes]]) -> list[Any]:
         # One photo's bad bytes fail that photo alone: each outcome is its result or its exception.

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -69,6 +70,42 @@ class ServeFaceAnalysis:
         if mode not in self._names:
             self._names[mode] = self._call("embedder_name", mode)
         return self._names[mode]
+
+    def same_person_distance(self, mode: str | None) -> float:
+        return float(self._call("same_person_distance", mode))
+
+    def analyzer(self, mode: str | None = None) -> RemoteAnalyzer:
+        """An Analyzer-shaped view for the image actions, which take an Analyzer."""
+        return RemoteAnalyzer(self, mode)
+
+
+@dataclass(frozen=True)
+class EmbedderFacts:
+    """What the image actions read of an embedder: its name and its same-person boundary."""
+
+    name: str
+    same_person_distance: float
+
+
+class RemoteAnalyzer:
+    """``analyze(data)`` and ``embedder`` of an Analyzer, answered by the analysis deployment."""
+
+    def __init__(self, faces: ServeFaceAnalysis, mode: str | None) -> None:
+        self._faces = faces
+        self._mode = mode
+        self._embedder: EmbedderFacts | None = None
+
+    def analyze(self, data: bytes) -> AnalyzedImage:
+        return self._faces.analyze(self._mode, data)
+
+    @property
+    def embedder(self) -> EmbedderFacts:
+        if self._embedder is None:
+            self._embedder = EmbedderFacts(
+                self._faces.embedder_name(self._mode),
+                self._faces.same_person_distance(self._mode),
+            )
+        return self._embedder
 
 
 class RayJobBackend:

@@ -16,7 +16,6 @@ from immray.protocol.errors import ImmError
 from immray.protocol.params import Bool, Enum, Int, Json, Str
 from immray.protocol.times import format_time
 from immray.services import cluster_merging, clustering_task, face_search, figure_clusters
-from immray.services.analysis import analyzer_for
 from immray.services.figure_clusters import ClusterQuery, ClusterView
 from immray.sources import sources_for
 
@@ -149,7 +148,7 @@ def actions(context: ApiContext) -> list[Action]:
         matches = face_search.search_clusters(
             db,
             sources_for(settings),
-            analyzer_for(settings),
+            context.image_analyzer(),
             params["ProjectName"],
             params["DatasetName"],
             params["SourceURI"],

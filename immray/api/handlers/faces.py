@@ -15,7 +15,6 @@ from immray.faces import Face
 from immray.protocol.errors import ImmError
 from immray.protocol.params import Json, Str
 from immray.services import image_faces
-from immray.services.analysis import analyzer_for
 from immray.sources import sources_for
 
 SOURCE_URI = Str("SourceURI", required=True, min_length=1, max_length=2048)
@@ -34,7 +33,7 @@ def actions(context: ApiContext) -> list[Action]:
         image = image_faces.detect_faces(
             db,
             sources_for(settings),
-            analyzer_for(settings),
+            context.image_analyzer(),
             call.params["ProjectName"],
             call.params["SourceURI"],
         )
@@ -49,7 +48,7 @@ def actions(context: ApiContext) -> list[Action]:
                 raise ImmError.invalid_argument(f"The parameter Source.{name} is required but not provided.")
             uris.append(value)
         result = image_faces.compare_faces(
-            db, sources_for(settings), analyzer_for(settings), call.params["ProjectName"], *uris
+            db, sources_for(settings), context.image_analyzer(), call.params["ProjectName"], *uris
         )
         return {"Similarity": round(result.similarity, 4)}
 
