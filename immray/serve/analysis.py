@@ -29,13 +29,21 @@ class FaceAnalysisReplica:
     """One replica of the analysis deployment (wrapped by :func:`deployment`)."""
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        self._settings = Settings.from_overrides(settings)
         limit_blas_threads(assigned_cpus())
+        self._use(settings or {})
+
+    def _use(self, overrides: dict[str, Any]) -> None:
+        self._overrides = overrides
+        self._settings = Settings.from_overrides(overrides)
         self._local = InProcessAnalysis(self._settings)
         self._local.embedder_name(None)  # the server's default mode loads before the first photo
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config`` of the Serve config: the batch size and how long a batch waits to fill."""
+        """``user_config`` of the Serve config: ``settings`` (the face pipeline's IMMRAY_* overrides, applied
+        in place: the models stay loaded), the batch size and how long a batch waits to fill."""
+        overrides = dict(config.get("settings") or {})
+        if overrides != self._overrides:
+            self._use(overrides)
         self._analyze_batch.set_max_batch_size(int(config.get("max_batch_size", DEFAULT_BATCH_SIZE)))
         self._analyze_batch.set_batch_wait_timeout_s(
             float(config.get("batch_wait_timeout_s", DEFAULT_BATCH_WAIT_SECONDS))

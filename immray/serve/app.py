@@ -26,17 +26,21 @@ REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LOCAL_CONFIG = REPO_CONFIGS / "serve.local.yaml"
 
 
+# The settings the face pipeline reads (``services.analysis.analyzer_config``).
+ANALYSIS_SETTINGS = frozenset({"detector", "max_image_pixels", "detect_max_side", "min_face_px", "mirror"})
+
+
 class DeployError(RuntimeError):
     """The application did not come up; the message says why (the replica's error, or a timeout)."""
 
 
 def build(args: dict[str, Any] | None = None) -> Application:
-    """The application for ``args`` (``settings``: Settings overrides; ``dataset_actor``: Ray options of
-    the dataset actors, e.g. ``{"num_cpus": 1}``)."""
+    """The application for ``args`` (``dataset_actor``: Ray options of the dataset actors, e.g.
+    ``{"num_cpus": 1}``). The server's settings are not args but each deployment's ``user_config``
+    (``with_settings``): Serve applies a changed ``user_config`` to the running replicas, where changed
+    args would restart every replica and load the models again."""
     args = dict(args or {})
-    settings = args.get("settings") or {}
-    analysis = FaceAnalysisDeployment.bind(settings)
-    return IngressDeployment.bind(analysis, settings, args.get("dataset_actor") or {})
+    return IngressDeployment.bind(FaceAnalysisDeployment.bind(), None, args.get("dataset_actor") or {})
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -56,11 +60,23 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
 def with_settings(
     config: dict[str, Any], settings: Settings, *, host: str | None = None, port: int | None = None
 ) -> dict[str, Any]:
-    """The config with the server's settings in its immray application's args (and the HTTP address)."""
+    """The config with the server's settings in the ``user_config`` of the immray application's
+    deployments (all of them to the ingress; what the face pipeline reads to the analysis replicas), and
+    the HTTP address."""
+    overrides = settings.to_overrides()
+    for_deployment = {
+        "Ingress": overrides,
+        "FaceAnalysis": {name: value for name, value in overrides.items() if name in ANALYSIS_SETTINGS},
+    }
     config = {**config, "applications": [dict(app) for app in config["applications"]]}
     for app in config["applications"]:
-        if app.get("import_path", "").startswith("immray.serve.app:"):
-            app["args"] = {**(app.get("args") or {}), "settings": settings.to_overrides()}
+        if not app.get("import_path", "").startswith("immray.serve.app:"):
+            continue
+        deployments = {d["name"]: dict(d) for d in app.get("deployments") or []}
+        for name, values in for_deployment.items():
+            deployment = deployments.setdefault(name, {"name": name})
+            deployment["user_config"] = {**(deployment.get("user_config") or {}), "settings": values}
+        app["deployments"] = list(deployments.values())
     http = dict(config.get("http_options") or {})
     if host is not None:
         http["host"] = host
@@ -80,6 +96,7 @@ def deploy(config: dict[str, Any], *, timeout: float = 180.0) -> None:
     client = serve_api.serve_start(
         http_options=schema.http_options.model_dump(),
         proxy_location=schema.proxy_location,
+        controller_options=schema.controller_options,  # the proxy's callback: immray.serve.proxy
     )
     began = time.time()
     client.deploy_apps(schema, _blocking=False)
