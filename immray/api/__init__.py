@@ -6,7 +6,7 @@ themselves: they declare an ``Action`` and receive a ``Call`` with decoded param
 
 from immray.api.actions import Action, ActionRegistry, Authorize, Call, Resource, Scope, allow_all
 from immray.api.app import create_app
-from immray.api.server import build_server, run_server, server_config
+from immray.api.server import build_server, server_config
 
 __all__ = [
     "Action",
@@ -18,6 +18,5 @@ __all__ = [
     "allow_all",
     "build_server",
     "create_app",
-    "run_server",
     "server_config",
 ]

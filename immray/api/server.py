@@ -1,8 +1,10 @@
-"""Serving the app with uvicorn, configured for IMM's long request lines.
+"""uvicorn configured for IMM's long request lines: Serve's HTTP proxy and the plain-uvicorn servers of the
+benchmarks and tests run the API with these settings.
 
-IMM puts every parameter in the URL: a 100-file BatchIndexFileMeta is ~19 KiB of request line, and the spec
-accepts up to 64 KiB. uvicorn's h11 parser refuses a request head above 16 KiB by default, so the limit is
-raised here, and the few requests h11 itself refuses get IMM's JSON error body instead of plain text.
+IMM puts every parameter in the URL: a 100-file BatchIndexFileMeta is ~19-60 KiB of request line, and the
+spec accepts up to 64 KiB. uvicorn's h11 parser refuses a request head above 16 KiB by default, so the limit
+is raised here; a head over it, and the few requests h11 itself refuses, get IMM's JSON error body instead of
+plain text, before the head is even complete. No ``server`` header is sent.
 """
 
 from __future__ import annotations
@@ -52,26 +54,21 @@ class ImmH11Protocol(H11Protocol):
         self.transport.close()
 
 
+# What makes a uvicorn server speak as the API (``server_config``; Serve's proxy: immray.serve.proxy).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "http": ImmH11Protocol,
+    "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
+    "server_header": False,
+}
+
+
 def server_config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> uvicorn.Config:
     """uvicorn settings for the API; ``options`` pass through (log_level, proxy_headers, ...)."""
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=ImmH11Protocol,
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
-        server_header=False,
-        **options,
-    )
+    return uvicorn.Config(app, host=host, port=port, **UVICORN_OPTIONS, **options)
 
 
 def build_server(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> uvicorn.Server:
     return uvicorn.Server(server_config(app, host, port, **options))
-
-
-def run_server(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM)."""
-    build_server(app, host, port, **options).run()
 
 
 def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

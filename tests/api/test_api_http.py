@@ -1,17 +1,24 @@
-"""Raw HTTP against a live server: what the SDK never sends, signed by our own ``sign`` helper."""
+"""Raw HTTP against a live server: what the SDK never sends, signed by our own ``sign`` helper.
+
+Signature and parameter checks run on the harness's actions under plain uvicorn (``address``); request
+heads, response headers and the errors made before the application are checked through Serve's proxy in
+front of the whole server (``immray``), which is what users reach."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
-from harness import ACCESS_KEY_ID, KEYS, SECRET, Seen, build_actions, signed_head
-from live_server import exchange, serve
+from alibabacloud_imm20200930 import models
+from harness import ACCESS_KEY_ID, KEYS, SECRET, Seen, build_actions
+from live_immray import LiveImmray, unique
+from live_server import exchange, exchange_raw, serve, signed_head
 
 from immray.api import create_app
+from immray.api.bootstrap import build_app
 from immray.api.server import MAX_REQUEST_HEAD, MAX_REQUEST_LINE
 from immray.protocol.signing import encode_query, sign
 
@@ -149,17 +156,32 @@ def test_a_form_body_carries_parameters_and_is_signed(address: str):
     )
 
 
-def test_a_64_kib_request_line_is_accepted(address: str, seen: Seen):
-    head = signed_head(address, MAX_REQUEST_LINE)
-    response = exchange(address, [head[:-4], head[-4:]])
+# --- the HTTP layer users reach: Serve's proxy in front of the whole server ------------------------
+# (request heads are parsed by the proxy, never by the application, so these run on the ``immray`` server)
+
+IMM_HEADERS = {"date", "x-acs-request-id", "content-type", "content-length", "connection"}
+
+
+def admin_head(server: LiveImmray, line_length: int, **query: str) -> bytes:
+    key = server.admin
+    return signed_head(server.address, key.access_key_id, key.secret, line_length, **query)
+
+
+def test_a_64_kib_request_line_is_accepted_with_the_apis_headers_only(immray: LiveImmray):
+    project = unique("line")
+    immray.client().create_project(models.CreateProjectRequest(project_name=project))
+    head = admin_head(immray, MAX_REQUEST_LINE, ProjectName=project)
+    response = exchange(immray.address, [head[:-4], head[-4:]])
     assert response.status == 200, response.body
-    assert json.loads(response.body)["Project"]["ProjectName"] == "p"
-    assert seen.request_lines[-1] == MAX_REQUEST_LINE
+    assert json.loads(response.body)["Project"]["ProjectName"] == project
+    # no `server: uvicorn`, no Serve `x-request-id`: the headers the API itself sends
+    assert set(response.headers) == IMM_HEADERS
+    assert response.headers["x-acs-request-id"] == json.loads(response.body)["RequestId"]
 
 
-def test_a_head_over_the_limit_gets_a_json_error(address: str):
-    head = signed_head(address, MAX_REQUEST_HEAD + 1024)
-    response = exchange(address, [head[:-4]])  # the server must answer before the head is even complete
+def test_a_head_over_the_limit_gets_a_json_error(immray: LiveImmray):
+    head = admin_head(immray, MAX_REQUEST_HEAD + 1024, ProjectName="p")
+    response = exchange(immray.address, [head[:-4]])  # answered before the head is even complete
     assert response.status == 400
     assert response.headers["content-type"] == "application/json"
     body = json.loads(response.body)
@@ -167,14 +189,67 @@ def test_a_head_over_the_limit_gets_a_json_error(address: str):
     assert response.headers["x-acs-request-id"] == body["RequestId"]
 
 
-def test_uvicorn_defaults_would_refuse_the_line_the_spec_allows():
-    """Why ``server_config`` exists: the same app under uvicorn's default limits fails a 60 KiB line."""
-    app = create_app(build_actions(Seen()), KEYS.get)
-    with serve(app, uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical")) as address:
-        head = signed_head(address, 60 * 1024)
-        assert exchange(address, [head[:-4]]).status == 400
-        small = signed_head(address, 200)
-        assert exchange(address, [small]).status == 200
+@pytest.mark.parametrize(
+    "request_head",
+    [b"GARBAGE\r\n\r\n", b"POST / HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n"],
+    ids=["request-line", "header"],
+)
+def test_a_malformed_request_gets_a_json_error(immray: LiveImmray, request_head: bytes):
+    response = exchange(immray.address, [request_head])
+    assert response.status == 400
+    body = json.loads(response.body)
+    assert body["Code"] == "InvalidRequest" and response.headers["x-acs-request-id"] == body["RequestId"]
+    assert "server" not in response.headers
+
+
+def test_an_error_the_proxy_makes_is_an_imm_error(immray: LiveImmray):
+    """Serve answers a request past its timeout itself; the SDK still gets IMM's JSON error."""
+    key = immray.admin
+    query = {"ProjectName": "p"}
+    headers = sign(
+        access_key_id=key.access_key_id,
+        secret=key.secret,
+        action="GetProject",
+        host=immray.address,
+        query=query,
+    )
+    # Serve's per-request timeout header; no answer crosses from a replica in a microsecond
+    headers["x-request-timeout-seconds"] = "0.000001"
+    response = httpx.post(f"http://{immray.address}/?{encode_query(query)}", headers=headers)
+    body = assert_imm_error(response, 408, "RequestTimeout")
+    assert "x-request-id" not in response.headers and "server" not in response.headers
+    assert body["HostId"] == "immray"
+
+
+def test_the_proxy_answers_byte_for_byte_as_the_plain_server(immray: LiveImmray):
+    """The same application under plain uvicorn with ``server_config`` (the server before Serve) gives the
+    same bytes as Serve's proxy, but for the date and the request ids."""
+    project = unique("same")
+    immray.client().create_project(models.CreateProjectRequest(project_name=project))
+    plain_app = build_app(immray.settings, db=immray.db, services=lambda context: [])
+
+    def requests(address: str) -> list[list[bytes]]:
+        key = immray.admin
+
+        def head(length: int) -> bytes:
+            return signed_head(address, key.access_key_id, key.secret, length, ProjectName=project)
+
+        return [
+            [head(60 * 1024)],
+            [head(MAX_REQUEST_HEAD + 1024)[:-4]],
+            [b"GARBAGE\r\n\r\n"],
+            [b"GET /docs HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"],
+        ]
+
+    through_serve = [_masked(exchange_raw(immray.address, parts)) for parts in requests(immray.address)]
+    with serve(plain_app) as plain:
+        from_plain = [_masked(exchange_raw(plain, parts)) for parts in requests(plain)]
+    assert through_serve == from_plain
+
+
+def _masked(raw: bytes) -> bytes:
+    raw = re.sub(rb"(?im)^date: .*$", b"date: -", raw)
+    return re.sub(rb"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}", b"<request id>", raw)
 
 
 def test_an_exception_outside_the_dispatcher_is_still_an_imm_500(caplog):

@@ -1,26 +1,34 @@
-"""`immray serve` as a real process: first-start admin key, saved credentials, restart, long request lines."""
+"""`immray serve` as a real process: it starts its own Ray, deploys configs/serve.local.yaml, creates the admin
+key on the first start and keeps it on a restart, takes a 60 KiB request line through Serve's proxy, and
+stops Serve and its Ray on SIGTERM or SIGINT.
+
+Each start is a Ray and Serve cold start, so the first start also serves the request-line and roots checks
+and the restart the SIGINT one; the test session's own Ray keeps running beside it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from alibabacloud_imm20200930 import models
 from harness import sdk_client
 from live_immray import BACKENDS, database_url_for, unique
-from live_server import exchange
-
-from immray.protocol.signing import encode_query, sign
+from live_server import exchange, signed_head
 
 IMMRAY = [sys.executable, "-m", "immray.cli"]
+RAY_DAEMONS = ("raylet", "gcs_server")
 
 
 def free_port() -> int:
@@ -29,8 +37,40 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """The processes below ``pid`` (pid -> command line), from /proc."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat_line.rsplit(")", 1)[1].split()[1])
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = commands.get(child, "")
+                frontier.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 class Served:
-    """One `immray serve` process; ``stop()`` sends SIGTERM and returns what it printed."""
+    """One `immray serve` process, on its own local Ray; ``stop()`` signals it and returns what it printed."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
@@ -39,30 +79,67 @@ class Served:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **env},
+            env={**os.environ, "IMMRAY_RAY_NUM_CPUS": "2", **env},
         )
-        deadline = time.monotonic() + 60
-        while True:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.process.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain, args=(self.process.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        deadline = time.monotonic() + 300  # a Ray and Serve cold start on a shared machine
+        while not any(line.startswith("IMM API on ") for line in self.out):
             if self.process.poll() is not None:
-                out, err = self.process.communicate()
-                raise AssertionError(f"immray serve exited {self.process.returncode}:\n{out}\n{err}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "immray serve did not start listening"
-                time.sleep(0.05)
+                self._join()
+                raise AssertionError(
+                    f"immray serve exited {self.process.returncode}:\n{self.stdout}\n{self.stderr}"
+                )
+            assert time.monotonic() < deadline, f"immray serve did not deploy:\n{self.stdout}\n{self.stderr}"
+            time.sleep(0.2)
+        self.ray_daemons = {
+            pid: command for pid, command in descendants(self.process.pid).items() if _is_ray_daemon(command)
+        }
+
+    @staticmethod
+    def _drain(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+
+    def _join(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=30)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def stop(self) -> tuple[str, str]:
-        self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=30)
-        assert self.process.returncode in (0, -signal.SIGTERM), err
-        assert "Traceback" not in err
-        return out, err
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> str:
+        """Signal the process; it must end with 0, no traceback, and its Ray's daemons gone."""
+        self.process.send_signal(how)
+        self.process.wait(timeout=180)
+        self._join()
+        assert self.process.returncode == 0, self.stderr
+        assert "Traceback" not in self.stderr, self.stderr
+        assert "Stopping..." in self.stdout
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in self.ray_daemons):
+            assert time.monotonic() < deadline, f"Ray left running: {self.ray_daemons}"
+            time.sleep(0.2)
+        return self.stdout
+
+
+def _is_ray_daemon(command: str) -> bool:
+    return any(f"/{name} " in command or command.startswith(f"{name} ") for name in RAY_DAEMONS)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,11 +149,14 @@ def environment(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, d
     return data_dir, {"IMMRAY_DATABASE_URL": url}
 
 
-def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
+def test_first_start_creates_the_admin_key_and_a_restart_keeps_it(environment, tmp_path: Path):
     data_dir, env = environment
-    first = Served(data_dir, env)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    first = Served(data_dir, env, "--root", str(photos))
     credentials_path = data_dir / "credentials.json"
     try:
+        assert first.ray_daemons, f"no raylet/gcs_server under immray serve: {descendants(first.process.pid)}"
         saved = json.loads(credentials_path.read_text())
         assert stat.S_IMODE(credentials_path.stat().st_mode) == 0o600
         assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
@@ -86,10 +166,27 @@ def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
         client = sdk_client(first.address, saved["AccessKeyId"], saved["AccessKeySecret"])
         project = unique("served")
         client.create_project(models.CreateProjectRequest(project_name=project))
+
+        # a 60 KiB request line through Serve's proxy, answered with the API's headers only
+        head = signed_head(
+            first.address, saved["AccessKeyId"], saved["AccessKeySecret"], 60 * 1024, ProjectName=project
+        )
+        response = exchange(first.address, [head[:-4], head[-4:]])
+        assert response.status == 200, response.body
+        assert json.loads(response.body)["Project"]["ProjectName"] == project
+        assert "server" not in response.headers and "x-request-id" not in response.headers
+
+        # the one-time web sign-in link it printed signs in
+        link = re.search(r"^Web page: (\S+)", first.stdout, re.MULTILINE)
+        assert link and link.group(1).startswith(f"http://{first.address}/ui/signin/"), first.stdout
+        signed_in = httpx.get(link.group(1), follow_redirects=False)
+        assert signed_in.status_code == 303 and signed_in.cookies, signed_in.text
     finally:
-        out, _ = first.stop()
+        out = first.stop(signal.SIGTERM)
     assert out.count(saved["AccessKeyId"]) == 1 and out.count(saved["AccessKeySecret"]) == 1
     assert "shown this once" in out and str(credentials_path) in out
+    assert f"Allowed roots: {photos.resolve()}" in out
+    assert re.search(r"^Ray dashboard: http://127\.0\.0\.1:\d+", out, re.MULTILINE), out
 
     second = Served(data_dir, env)
     try:
@@ -105,8 +202,10 @@ def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
             == project
         )
     finally:
-        out, _ = second.stop()
+        out = second.stop(signal.SIGINT)
     assert "AccessKeySecret" not in out and saved["AccessKeySecret"] not in out
+    assert "Allowed roots: none (file:// indexing is off)" in out
+    assert f"Web page: http://{second.address}/ui/signin/" in out  # the saved key's link
 
     listed = subprocess.run(
         [*IMMRAY, "keys", "--data-dir", str(data_dir), "list", "--json"],
@@ -117,33 +216,6 @@ def test_first_start_creates_one_admin_key_and_a_restart_keeps_it(environment):
     )
     rows = json.loads(listed.stdout)
     assert [(row["AccessKeyId"], row["Admin"]) for row in rows] == [(saved["AccessKeyId"], True)]
-
-
-def test_serve_takes_a_sixty_kib_request_line_and_shows_its_roots(tmp_path: Path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    served = Served(tmp_path / "data", {}, "--root", str(photos))
-    try:
-        saved = json.loads((tmp_path / "data" / "credentials.json").read_text())
-        base = len("POST /?" + encode_query({"Padding": "", "Prefix": "p"}) + " HTTP/1.1")
-        query = {"Padding": "x" * (60 * 1024 - base), "Prefix": "p"}
-        headers = sign(
-            access_key_id=saved["AccessKeyId"],
-            secret=saved["AccessKeySecret"],
-            action="ListProjects",
-            host=served.address,
-            query=query,
-        )
-        head = f"POST /?{encode_query(query)} HTTP/1.1\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        head += "content-length: 0\r\nconnection: close\r\n\r\n"
-        assert len(head.split("\r\n")[0]) == 60 * 1024
-        response = exchange(served.address, [head.encode()[:-4], head.encode()[-4:]])
-        assert response.status == 200, response.body
-        assert json.loads(response.body)["Projects"] == []
-    finally:
-        out, _ = served.stop()
-    assert f"Allowed roots: {photos.resolve()}" in out
 
 
 @pytest.mark.parametrize(
