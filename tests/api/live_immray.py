@@ -24,7 +24,6 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.runtime import RuntimeOptions
 from harness import sdk_client
-from ray_testkit import serve_app
 from sqlalchemy.pool import NullPool
 
 from immray.policy import ADMIN_POLICY
@@ -33,6 +32,7 @@ from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
 from immray.store import make_engine, normalize_url
+from ray_testkit import serve_app
 
 POSTGRES_URL = os.environ.get("IMMRAY_TEST_POSTGRES_URL") or None
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

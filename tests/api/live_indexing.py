@@ -14,13 +14,13 @@ import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
 from live_immray import Key, LiveImmray, database_url_for, unique
-from ray_testkit import serve_app
 
 from immray.policy import ADMIN_POLICY
 from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
 from photo_testkit import TEST_DETECTOR
+from ray_testkit import serve_app
 
 WAIT_SECONDS = 180
 

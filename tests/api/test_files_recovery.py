@@ -8,7 +8,6 @@ import pytest
 from live_immray import BACKENDS, Key, LiveImmray, database_url_for
 from live_indexing import batch_index, get_files, new_dataset, wait_done
 from live_server import serve
-from ray_testkit import serve_app
 from sqlalchemy import update
 
 from immray.api.bootstrap import build_app
@@ -17,6 +16,7 @@ from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
 from immray.store import File
+from ray_testkit import serve_app
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
