@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert
 
-HERE = Path(__file__).resolve().parent
-from immray.services.clustering_task import run_clustering  # noqa: E402
-from immray.services.database import Database  # noqa: E402
-from immray.store import ClusteringState, Dataset, Figure, File, Project, next_change_seq  # noqa: E402
-from immray.store.types import utcnow  # noqa: E402
 from immray.bench.synthetic import DescriptorModel
+from immray.services.clustering_task import run_clustering
+from immray.services.database import Database
+from immray.store import ClusteringState, Dataset, Figure, File, Project, next_change_seq
+from immray.store.types import utcnow
+
+HERE = Path(__file__).resolve().parent
 
 MODEL = HERE / ".cache" / "synthetic-model.npz"
 PHASES = {1: "start", 10: "read change", 20: "load state", 60: "engine", 70: "engine (rest)", 80: "serialise"}
@@ -60,7 +61,9 @@ class TimedRun:
 
 def load_model() -> DescriptorModel:
     if not MODEL.is_file():
-        sys.exit(f"{MODEL} is missing: run `python -m immray.bench.scale` ../shared/eval/dev once (it fits the model)")
+        sys.exit(
+            f"{MODEL} is missing: run `python -m immray.bench.scale` ../shared/eval/dev once (it fits the model)"
+        )
     data = np.load(MODEL)
     return DescriptorModel(
         data["mean"], data["between"], data["within"], data["sizes"], float(data["person_spread"])

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from immray.bench.dev_faces import CACHE_DIR, LabeledFaces, read_manifest
+from immray.bench.quality import HEADER, baselines, batch, incremental, row
 from immray.clustering import ClusteringConfig  # noqa: E402
 from immray.clustering.metrics import score  # noqa: E402
-from immray.bench.quality import HEADER, baselines, batch, incremental, row
 
 
 class BothViews:

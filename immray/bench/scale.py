@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 from immray.bench.dev_faces import CACHE_DIR, load_faces
 from immray.bench.synthetic import DescriptorModel, distance_profile
+
+HERE = Path(__file__).resolve().parent
 
 ADD_BATCH = 1_000
 ADD_ROUNDS = 3
@@ -190,9 +191,7 @@ def main() -> None:
         f"\nmachine: {os.cpu_count()} cores, load average {load}; adds: {ADD_ROUNDS} x {ADD_BATCH:,} new faces"
     )
     for n in args.sizes:
-        r = child(
-            ["--worker", "immray", str(n), str(model_path), "--seed", str(args.seed)], timeout=3 * 3600
-        )
+        r = child(["--worker", "immray", str(n), str(model_path), "--seed", str(args.seed)], timeout=3 * 3600)
         if "error" in r:
             print(f"immray {n:>9,} faces: {r['error']}")
             continue

@@ -21,13 +21,13 @@ from typing import Any, Protocol
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
+from immray.clustering import ClusterState
 from immray.services.cluster_writes import Outcome, write_outcome
 from immray.services.clustering_change import later_moves, plan_changes, read_pending
 from immray.services.clustering_engine import clustering_engine, dataset_salt, load_state
 from immray.services.database import Database
 from immray.services.datasets import find_dataset
 from immray.services.tasks import NewTask, TaskRecord, create_task, dataset_serial_key, submit_task
-from immray.clustering import ClusterState
 from immray.store import ClusteringState
 
 log = logging.getLogger("immray.clustering")

@@ -136,9 +136,7 @@ def database_url_for(request: pytest.FixtureRequest, backend: str, data_dir: Pat
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def immray(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveImmray]:
+def immray(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveImmray]:
     """The whole server (every registered action, store-backed keys, nonces and policies) on a new database."""
     data_dir = tmp_path_factory.mktemp("immray")
     url = database_url_for(request, request.param, data_dir)
