@@ -25,9 +25,7 @@ MIN_FACES = "FigureClusterMinFaces"
 @pytest.fixture
 def project(immray: LiveImmray) -> str:
     name = unique("proj")
-    immray.client().create_project(
-        models.CreateProjectRequest(project_name=name, dataset_max_bind_count=5)
-    )
+    immray.client().create_project(models.CreateProjectRequest(project_name=name, dataset_max_bind_count=5))
     return name
 
 
@@ -90,9 +88,9 @@ def test_dataset_life_cycle(immray: LiveImmray, project: str):
 
 def test_the_response_keys_are_the_sdk_models(immray: LiveImmray, project: str):
     create(immray, project, "d")
-    sent = immray.call(
-        "GetDataset", {"ProjectName": project, "DatasetName": "d", "WithStatistics": "True"}
-    )["Dataset"]
+    sent = immray.call("GetDataset", {"ProjectName": project, "DatasetName": "d", "WithStatistics": "True"})[
+        "Dataset"
+    ]
     assert set(sent) == set(models.Dataset().from_map(sent).to_map())
     assert {"BindCount", "FileCount", "TotalFileSize", "WorkflowParameters"} <= set(sent)
 

@@ -34,9 +34,7 @@ def test_db_upgrade_creates_and_migrates_then_does_nothing(database_url: str, tm
     if database_url.startswith("sqlite"):
         url = f"sqlite:///{data_dir / 'immray.db'}"  # the default: SQLite in the data dir
     else:
-        url = env["IMMRAY_DATABASE_URL"] = make_engine(database_url).url.render_as_string(
-            hide_password=False
-        )
+        url = env["IMMRAY_DATABASE_URL"] = make_engine(database_url).url.render_as_string(hide_password=False)
         engine = make_engine(url)
         with engine.begin() as connection:
             connection.exec_driver_sql("DROP SCHEMA public CASCADE")

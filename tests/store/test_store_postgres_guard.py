@@ -58,9 +58,7 @@ def test_skipped_postgres_tests_pass_when_not_required(suite: Path) -> None:
 
 
 def test_skipped_postgres_tests_fail_the_session_when_required(suite: Path) -> None:
-    result = run_pytest(
-        suite, IMMRAY_REQUIRE_POSTGRES="1", IMMRAY_TEST_POSTGRES_URL="postgresql://x@h/db"
-    )
+    result = run_pytest(suite, IMMRAY_REQUIRE_POSTGRES="1", IMMRAY_TEST_POSTGRES_URL="postgresql://x@h/db")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     assert "test_sample.py::test_needs_postgres" in result.stdout
 
