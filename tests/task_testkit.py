@@ -1,4 +1,4 @@
-"""Shared by tests/tasks and tests/notify: a migrated database on each backend, settings, a live server.
+"""Shared by tests/tasks and tests/notify: a migrated database on each backend, settings, an app on uvicorn.
 
 ``db`` runs every test on a new SQLite file and, when IMMRAY_TEST_POSTGRES_URL is set (``postgres``
 marker), on a throw-away PostgreSQL database made for this session and emptied before each test.
@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import uvicorn
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.models import Config
 from sqlalchemy.pool import NullPool
 
-from immray.api import server_config
-from immray.api.server import bound_socket
 from immray.services.database import Database
 from immray.settings import Settings
 from immray.store import Base, Dataset, Project, head_revision, make_engine, normalize_url, upgrade
@@ -108,7 +105,6 @@ def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": db_url,
-        "worker_threads": 2,
         "task_lease_seconds": 2.0,
         "task_poll_seconds": 0.1,
         "notify_poll_seconds": 0.05,
@@ -144,6 +140,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, ev
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """``app`` on uvicorn (immray's server config, lifespan on) in a thread; yields ``127.0.0.1:PORT``."""
+    import uvicorn
+
+    from immray.api import server_config
+    from immray.api.server import bound_socket
+
     sock = bound_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning"))

@@ -1,14 +1,13 @@
-"""Jobs the task tests register, imported by the tests and by the server process the restart test kills.
+"""Jobs the task tests register in their own process, for the task workers they run there.
 
 Their behaviour is driven by the payload, so one registered name serves many tests:
-``{"steps": n}`` reports progress n times; ``{"hang_on": [1]}`` blocks (checking for shutdown) on those
-attempts; ``{"gate": "name"}`` waits until the test opens that gate; ``{"raise": "imm"|"bug"}`` fails.
+``{"steps": n}`` reports progress n times; ``{"gate": "name"}`` waits (checking for a stop or a lost
+lease) until the test opens that gate; ``{"raise": "imm"|"bug"}`` fails.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -37,11 +36,6 @@ def work(ctx, payload: dict[str, Any]) -> dict[str, Any]:
             ctx.progress(50)
             while not GATES[payload["gate"]].wait(0.02):
                 ctx.check()
-        if ctx.attempt in payload.get("hang_on", ()):
-            ctx.progress(10)
-            while True:  # until killed, or until the pool stops (check raises)
-                ctx.check()
-                time.sleep(0.02)
         steps = int(payload.get("steps", 0))
         for step in range(steps):
             ctx.progress(100 * step / steps)

@@ -1,4 +1,5 @@
-"""GetTask and ListTasks through the official SDK against the whole server (build_app), on both backends."""
+"""GetTask and ListTasks through the official SDK against the whole server (the Serve application on the
+session's Ray), on both backends; a clustering task run by its dataset actor is seen ending and notified."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ from datetime import datetime, timedelta
 
 import pytest
 import redis
-import task_jobs  # noqa: F401  (registers test.work, which the server's pool runs)
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException
 from sqlalchemy import update
 
-from immray.api.bootstrap import build_app
 from immray.policy import ADMIN_POLICY
 from immray.protocol.times import format_time
 from immray.services import access_keys, tasks
@@ -23,7 +22,8 @@ from immray.services.database import Database
 from immray.services.tasks import NewTask, TaskRecord
 from immray.settings import NotifyTopic
 from immray.store import Task, TaskStatus
-from task_testkit import BACKENDS, add_dataset, fresh_database_url, make_settings, sdk_client, serve, wait_for
+from ray_testkit import serve_app
+from task_testkit import BACKENDS, add_dataset, fresh_database_url, make_settings, sdk_client, wait_for
 
 PROJECT = "tasks_project"
 T0 = datetime(2026, 1, 1, tzinfo=datetime.now().astimezone().tzinfo).astimezone()
@@ -38,7 +38,7 @@ class Live:
 
 
 def _seed(db: Database) -> dict[str, TaskRecord]:
-    """Five tasks with known types, states, times and tags (no job: the pool leaves them alone)."""
+    """Five tasks with known types, states, times and tags (no job: the dataset actors leave them alone)."""
     add_dataset(db, PROJECT, "ds")
     add_dataset(db, "elsewhere", "ds")
     plan = {
@@ -74,7 +74,7 @@ def _seed(db: Database) -> dict[str, TaskRecord]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def live(request, tmp_path_factory) -> Iterator[Live]:
+def live(request, tmp_path_factory, ray_runtime) -> Iterator[Live]:
     data_dir = tmp_path_factory.mktemp("tasks-api")
     url = fresh_database_url(request, request.param, data_dir)
     stream = f"immray-test-{data_dir.name}-{request.param}"
@@ -88,7 +88,7 @@ def live(request, tmp_path_factory) -> Iterator[Live]:
     records = _seed(db)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     try:
-        with serve(build_app(settings, db=db)) as address:
+        with serve_app(settings) as address:
             yield Live(sdk_client(address, admin.info.access_key_id, admin.secret), db, stream, records)
     finally:
         redis.Redis().delete(stream)
@@ -221,37 +221,35 @@ def test_a_page_token_belongs_to_its_sort(live):
     assert sdk_code(lambda: list_tasks(live, sort="EndTime", next_token=token)) == "InvalidArgument"
 
 
-def test_a_task_run_by_the_servers_pool_is_seen_ending_and_notified(live):
-    record = tasks.start_task(
-        live.db,
-        NewTask(
-            project_name=PROJECT,
+def test_a_clustering_task_run_by_its_dataset_actor_is_seen_ending_and_notified(live):
+    """In the other project, so the listings above see only the seeded tasks."""
+    created = live.client.create_figure_clustering_task(
+        imm.CreateFigureClusteringTaskRequest(
+            project_name="elsewhere",
             dataset_name="ds",
-            task_type="FaceClustering",
-            job_name="test.work",
-            job_payload={"steps": 3, "echo": "pool"},
-            notification={"MNS": {"TopicName": "done"}},
+            notification=imm.Notification(mns=imm.MNS(topic_name="done")),
             user_data="tell me",
-        ),
+        )
+    ).body
+    request = imm.GetTaskRequest(
+        project_name="elsewhere", task_type="FaceClustering", task_id=created.task_id
     )
-    request = imm.GetTaskRequest(project_name=PROJECT, task_type="FaceClustering", task_id=record.task_id)
     body = wait_for(
         "the task to end", lambda: (b := live.client.get_task(request).body).status != "Running" and b
     )
-    assert (body.status, body.progress) == ("Succeeded", 100)
+    assert (body.status, body.progress, body.event_id) == ("Succeeded", 100, created.event_id)
     entries = wait_for("the message in Redis", lambda: redis.Redis().xrange(live.stream))
     assert len(entries) == 1
     message = {key.decode(): value.decode() for key, value in entries[0][1].items()}
     assert message["type"] == "imm:Task:FigureClustering" and message["source"] == "acs.imm"
     content = json.loads(message["content"])
-    assert (content["TaskId"], content["Status"], content["UserData"], content["Echo"]) == (
-        record.task_id,
+    assert (content["TaskId"], content["Status"], content["UserData"]) == (
+        created.task_id,
         "Succeeded",
         "tell me",
-        "pool",
     )
+    assert (content["ClustersCreated"], content["FacesAssigned"]) == (0, 0)  # the dataset has no photo
     assert content["EndTime"] == body.end_time and content["StartTime"] == body.start_time
     with live.db.read() as session:
-        assert session.get(
-            Task, session.query(Task.id).filter_by(task_id=record.task_id).scalar()
-        ).status == (TaskStatus.SUCCEEDED)
+        row = session.query(Task).filter_by(task_id=created.task_id).one()
+        assert (row.status, row.attempts, row.lease_owner) == (TaskStatus.SUCCEEDED, 1, None)
