@@ -175,9 +175,7 @@ _DATA_DIR = click.option(
 
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1; IMMRAY_HOST).")
-@click.option(
-    "--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8400; IMMRAY_PORT)."
-)
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8400; IMMRAY_PORT).")
 @click.option(
     "--root",
     "roots",
@@ -308,65 +306,107 @@ def _web_link(settings: Settings, new_admin, ingress) -> str | None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
-    "--timeout", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, help="Wait for workers."
+    "--address",
+    help="The Ray to read: host:port of its GCS, auto, ray://... or a dashboard URL http://host:8265 "
+    "(default: IMMRAY_RAY_ADDRESS / RAY_ADDRESS, else the Ray running on this machine).",
+)
+@click.option("--namespace", help="The Ray namespace of the dataset actors (default: IMMRAY_RAY_NAMESPACE).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=2.0,
+    show_default=True,
+    help="Seconds to wait for Ray and for each dataset actor's answer.",
 )
 @_DATA_DIR
-def status(as_json: bool, timeout: float, data_dir: Path | None) -> None:
-    """What the deployment is doing: queue depths, workers seen, tasks running and waiting, files pending."""
+def status(
+    as_json: bool, address: str | None, namespace: str | None, timeout: float, data_dir: Path | None
+) -> None:
+    """What the deployment is doing: the Ray cluster, the Serve application's replicas, the dataset actors
+    and what they run, the tasks running and waiting, the files pending analysis.
+
+    Exits 1 when Ray or the database cannot be read (what could be read is still shown).
+    """
     import json
 
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from immray.jobs.celery_status import gather_status
+    from immray.serve.status import gather_status
 
     settings = _settings(data_dir)
-    db = _open_database_without_migrating(settings)
-    try:
-        found = gather_status(settings, db, timeout=timeout)
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"cannot read the database: {getattr(exc, 'orig', None) or exc}") from None
-    finally:
-        db.close()
+    found = gather_status(
+        settings, address=address or settings.ray_address, namespace=namespace, timeout=timeout
+    )
     if as_json:
         click.echo(json.dumps(found.to_json(), indent=2, default=str))
     else:
         for line in _status_lines(found):
             click.echo(line)
-    if found.broker_error:
+    if not found.complete:
         click.get_current_context().exit(1)
 
 
-def _open_database_without_migrating(settings: Settings) -> Database:
-    from immray.api.startup import StartupError, open_database
-
-    try:
-        return open_database(settings, migrate=False)[0]
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 def _status_lines(found) -> list[str]:
-    if found.mode == "embedded":
-        lines = ["Mode: embedded (the server's in-process pool runs the jobs)"]
-    else:
-        lines = [f"Mode: scale-out (Celery workers, broker {found.broker})"]
-        if found.broker_error:
-            lines.append(f"Broker unreachable: {found.broker_error}")
-        else:
-            lines.append("Queues: " + ", ".join(f"{q} {n} waiting" for q, n in found.queues.items()))
-            lines.append(f"Workers seen: {len(found.workers)}")
-            for seen in found.workers:
-                doing = "; ".join(seen.running) or "idle"
-                lines.append(f"  {seen.name}  {seen.processes} process(es)  {doing}")
-    lines.append(f"Tasks: {len(found.running_tasks)} running, {found.waiting_tasks} waiting")
+    lines = _ray_lines(found)
+    if found.store_error:
+        lines.append(f"Store unreadable: {found.store_error}")
+        return lines
+    lines.append(f"Tasks: {len(found.running_tasks)} running, {len(found.waiting_tasks)} waiting")
     for task in found.running_tasks:
-        where = f"{task.project}/{task.dataset}" if task.dataset else task.project
-        late = " (lease expired: its worker is gone)" if task.lease_expired else ""
-        lines.append(
-            f"  {task.task_id}  {where}  {task.progress}%  attempt {task.attempt}  on {task.worker}{late}"
+        late = (
+            " (lease expired: its runner is gone; the sweeper sends it again)" if task.lease_expired else ""
         )
-    lines.append(f"Files pending analysis: {found.pending_files}")
+        progress = f"{task.progress}%  attempt {task.attempt}"
+        lines.append(f"  {task.task_id}  {_where(task)}  {progress}  on {task.owner}{late}")
+    shown = 20
+    for task in found.waiting_tasks[:shown]:
+        lines.append(f"  {task.task_id}  {_where(task)}  waiting  ({task.attempt} run(s) cut short)")
+    if len(found.waiting_tasks) > shown:
+        lines.append(f"  ... and {len(found.waiting_tasks) - shown} more waiting (--json lists them all)")
+    lines.append(f"Files pending analysis: {sum(pending.files for pending in found.pending_files)}")
+    lines += [f"  {pending.project}/{pending.dataset}: {pending.files}" for pending in found.pending_files]
     return lines
+
+
+def _ray_lines(found) -> list[str]:
+    if found.ray is None:
+        return [f"Ray unreachable: {found.ray_error}"]
+    cluster = found.ray
+
+    def amount(total: float, available: float | None) -> str:
+        return f"{total:g}" + ("" if available is None else f" ({available:g} available)")
+
+    cpus, gpus = amount(cluster.cpus, cluster.cpus_available), amount(cluster.gpus, cluster.gpus_available)
+    lines = [f"Ray at {cluster.address}: {cluster.nodes_alive} node(s) alive, CPUs {cpus}, GPUs {gpus}"]
+    if found.serve_error:
+        lines.append(f"Serve: cannot read its status: {found.serve_error}")
+    elif not found.serve_apps:
+        lines.append("Serve: no application deployed")
+    for app in found.serve_apps:
+        lines.append(
+            f"Serve application {app.name}: {app.status}" + (f" ({app.message})" if app.message else "")
+        )
+        for deployment in app.deployments:
+            replicas = ", ".join(f"{count} {state}" for state, count in deployment.replicas.items()) or "none"
+            note = f" ({deployment.message})" if deployment.message else ""
+            lines.append(f"  {deployment.name}: {deployment.status}, replicas {replicas}{note}")
+    actors = found.dataset_actors
+    count = len(actors) or "none (each exits when idle; its dataset's next task makes it again)"
+    lines.append(f"Dataset actors (namespace {found.namespace}): {count}")
+    for actor in actors:
+        if actor.running is not None:
+            doing = f"running {', '.join(actor.running)}" if actor.running else "idle"
+            if actor.queued:
+                doing += f"; queued {', '.join(actor.queued)}"
+        elif not found.actors_asked:
+            doing = "not asked (read through the dashboard; give the GCS address to see what it runs)"
+        else:
+            doing = f"no answer: {actor.error}" if actor.error else ""  # not alive: not asked
+        restarts = f"  restarted {actor.restarts}x" if actor.restarts else ""
+        lines.append(f"  {actor.name}  {actor.state}  on {actor.node or '?'}{restarts}  {doing}".rstrip())
+    return lines
+
+
+def _where(task) -> str:
+    return f"{task.project}/{task.dataset}" if task.dataset else task.project
 
 
 @main.group()

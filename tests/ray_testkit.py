@@ -88,7 +88,7 @@ def stop_ray() -> None:
         _runtime = None
 
 
-def test_config(settings: Settings, **deployments: dict[str, Any]) -> dict[str, Any]:
+def suite_config(settings: Settings, **deployments: dict[str, Any]) -> dict[str, Any]:
     """``configs/serve.local.yaml`` with ``settings`` in the application's args and the session's HTTP
     address; ``deployments`` override fields of a deployment by name (e.g. ``FaceAnalysis={...}``)."""
     from immray.serve.app import load_config, with_settings
@@ -103,6 +103,11 @@ def test_config(settings: Settings, **deployments: dict[str, Any]) -> dict[str, 
     return config
 
 
+def fresh_namespace() -> str:
+    """A Ray namespace of its own for one live server's dataset actors."""
+    return f"immray-test-{uuid.uuid4().hex[:10]}"
+
+
 @contextlib.contextmanager
 def serve_app(settings: Settings, **deployments: dict[str, Any]) -> Iterator[str]:
     """The Serve application with ``settings`` (a fresh Ray namespace for its dataset actors); yields
@@ -110,8 +115,8 @@ def serve_app(settings: Settings, **deployments: dict[str, Any]) -> Iterator[str
     from immray.serve.app import deploy
 
     if settings.ray_namespace == "immray":
-        settings = settings.model_copy(update={"ray_namespace": f"immray-test-{uuid.uuid4().hex[:10]}"})
-    deploy(test_config(settings, **deployments))
+        settings = settings.model_copy(update={"ray_namespace": fresh_namespace()})
+    deploy(suite_config(settings, **deployments))
     try:
         yield start_ray().serve_address
     finally:

@@ -52,8 +52,9 @@ class DatasetActor:
         self._name = name
         self._db = Database.connect(self._settings.resolved_database_url)
         context = ray.get_runtime_context()
-        # Lease owners: the cluster, the namespace and the actor's name, then one id per life of the actor.
-        self._owner_prefix = f"ray:{context.gcs_address}/{context.namespace}/{name}#"
+        # Lease owners: the cluster, the server's namespace and the actor's name, then one id per life of
+        # the actor (the runtime context's namespace is the caller's job's, not the actor's).
+        self._owner_prefix = f"ray:{context.gcs_address}/{self._settings.ray_namespace}/{name}#"
         self._worker = TaskWorker(
             self._db,
             self._settings,

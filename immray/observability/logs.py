@@ -25,10 +25,12 @@ the traceback, when there is one)::
 
 ``text`` (the default): structlog's console renderer, coloured on a terminal.
 
-Ray Serve's own logger (``ray.serve``, which does not propagate) keeps the handlers Serve gave it: only the
-root logger is set up here, so immray's lines go to the replica's stderr, which Ray keeps in the worker's
-log file (and streams to the driver); with ``RAY_SERVE_LOG_TO_STDERR=0`` Serve sends a replica's stderr
-into its Serve log file, the lines with it.
+Ray Serve's own logger (``ray.serve``, which does not propagate) keeps the handlers Serve gave it. In a
+Serve replica (``configure_logging(..., serve_logs=True)``) each line also goes, rendered as above, to those
+handlers, so the replica's Serve log file (``logs/serve/replica_<app>_<deployment>_<id>.log``, shown by the
+dashboard's Serve view) carries it, in Serve's text or JSON encoding, with the bound fields as record
+attributes; elsewhere (the driver, the dataset actors) the lines go to the process's stderr, which Ray keeps
+in the worker's log file and the dashboard shows per actor.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 import structlog
 
 LOG_FORMATS = ("text", "json")
+SERVE_LOGGER = "ray.serve"  # Ray Serve's logger in a replica: its handlers write the replica's log file
 FIRST_KEYS = ("time", "level", "logger", "message", "process")
 # Record attributes that are no field: set by other formatters on the shared record (message, asctime),
 # Python's asyncio task name, uvicorn's coloured copy of its message.
@@ -132,6 +135,28 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
+class _ServeLogForwarder(logging.Handler):
+    """In a Serve replica: every record, rendered by our formatter, also to Serve's own handlers (its
+    replica log file). The bound fields ride along as attributes, for Serve's JSON encoding."""
+
+    immray_handler = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        handlers = logging.getLogger(SERVE_LOGGER).handlers
+        if not handlers:
+            return
+        try:
+            fields = {**structlog.contextvars.get_contextvars(), **record.__dict__}
+            forwarded = logging.makeLogRecord(
+                {**fields, "msg": self.format(record), "args": (), "exc_info": None, "exc_text": None}
+            )
+            for handler in handlers:
+                if forwarded.levelno >= handler.level:
+                    handler.handle(forwarded)
+        except Exception:  # a log line must never fail the work it describes
+            self.handleError(record)
+
+
 def _configure_structlog() -> None:
     structlog.configure(
         processors=[
@@ -146,10 +171,11 @@ def _configure_structlog() -> None:
     )
 
 
-def configure_logging(log_format: str, level: str | int = "info") -> None:
+def configure_logging(log_format: str, level: str | int = "info", *, serve_logs: bool = False) -> None:
     """Send every record of this process (immray's, structlog's, uvicorn's: whatever reaches the root
-    logger) to stderr in ``log_format``, at ``level`` and above. Idempotent: a second call replaces the
-    handler of the first; other handlers, the root's and Ray Serve's on ``ray.serve``, stay."""
+    logger) to stderr in ``log_format``, at ``level`` and above, and with ``serve_logs`` (a Serve replica)
+    to Serve's log file of the replica too. Idempotent: a second call replaces the handlers of the first;
+    other handlers, the root's and Ray Serve's on ``ray.serve``, stay."""
     handler = _StderrHandler(sys.stderr)
     colors = log_format == "text" and _is_terminal(sys.stderr)
     handler.setFormatter(formatter(log_format, colors=colors))
@@ -158,6 +184,10 @@ def configure_logging(log_format: str, level: str | int = "info") -> None:
         if getattr(old, "immray_handler", False):
             root.removeHandler(old)
     root.addHandler(handler)
+    if serve_logs:
+        forwarder = _ServeLogForwarder()
+        forwarder.setFormatter(formatter(log_format))
+        root.addHandler(forwarder)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     _configure_structlog()
 

@@ -17,6 +17,7 @@ from ray import serve
 
 from immray.faces import AnalyzedImage
 from immray.jobs.face_analysis import InProcessAnalysis
+from immray.observability.logs import configure_logging
 from immray.settings import Settings
 
 log = logging.getLogger("immray.analysis")
@@ -35,6 +36,7 @@ class FaceAnalysisReplica:
     def _use(self, overrides: dict[str, Any]) -> None:
         self._overrides = overrides
         self._settings = Settings.from_overrides(overrides)
+        configure_logging(self._settings.log_format, serve_logs=True)
         self._local = InProcessAnalysis(self._settings)
         self._local.embedder_name(None)  # the server's default mode loads before the first photo
 

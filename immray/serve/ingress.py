@@ -30,6 +30,7 @@ from immray.api.context import ApiContext
 from immray.bindings.runner import BindingRunner
 from immray.jobs.indexing import PendingFilesRecovery
 from immray.notify.dispatcher import OutboxDispatcher
+from immray.observability.logs import configure_logging
 from immray.serve.jobs import RayJobBackend, ServeFaceAnalysis, TaskSweeper
 from immray.settings import Settings
 
@@ -113,16 +114,14 @@ class IngressReplica:
         settings: dict[str, Any] | None = None,
         dataset_actor: dict[str, Any] | None = None,
     ) -> None:
-        from immray.observability.logs import configure_logging
-
         self._overrides = dict(settings or {})
-        configure_logging(Settings.from_overrides(self._overrides).log_format)
         self._analysis = analysis
         self._actor_options = dataset_actor or {}
         self._app = SwappableApp()
 
     def _build(self, overrides: dict[str, Any]) -> Any:
         settings = Settings.from_overrides(overrides)
+        configure_logging(settings.log_format, serve_logs=True)
         return build_app(
             settings,
             services=lambda context: ray_services(context, self._analysis, self._actor_options),

@@ -32,7 +32,7 @@ from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
 from immray.store import make_engine, normalize_url
-from ray_testkit import serve_app
+from ray_testkit import fresh_namespace, serve_app
 
 POSTGRES_URL = os.environ.get("IMMRAY_TEST_POSTGRES_URL") or None
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -140,7 +140,7 @@ def immray(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """The whole server (every registered action, store-backed keys, nonces and policies) on a new database."""
     data_dir = tmp_path_factory.mktemp("immray")
     url = database_url_for(request, request.param, data_dir)
-    settings = Settings(data_dir=data_dir, database_url=url)
+    settings = Settings(data_dir=data_dir, database_url=url, ray_namespace=fresh_namespace())
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
     try:

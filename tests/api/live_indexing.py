@@ -20,7 +20,7 @@ from immray.services import access_keys
 from immray.services.database import Database
 from immray.settings import Settings
 from photo_testkit import TEST_DETECTOR
-from ray_testkit import serve_app
+from ray_testkit import fresh_namespace, serve_app
 
 WAIT_SECONDS = 180
 
@@ -31,6 +31,7 @@ def indexing_server(
 ) -> Iterator[LiveImmray]:
     url = database_url_for(request, backend, data_dir)
     settings.setdefault("detector", TEST_DETECTOR)  # HOG alone unless asked otherwise: photo_testkit says why
+    settings.setdefault("ray_namespace", fresh_namespace())  # its dataset actors: see ray_testkit
     config = Settings(data_dir=data_dir, database_url=url, allowed_roots=roots, **settings)
     db = Database.connect(url, migrate=True)
     admin = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)

@@ -37,3 +37,6 @@ def logging_restored() -> Iterator[None]:
         structlog.configure(**config)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**context)
+
+
+from live_immray import immray, new_postgres_database  # noqa: E402, F401  (fixtures: the live server)

@@ -310,7 +310,7 @@ def test_a_task_left_by_a_lost_application_resumes_when_it_is_deployed_again(fau
     row = task_row(faults, task_id)
     assert (row.status, row.attempts, row.lease_owner is not None) == ("Running", 1, True)
 
-    deploy(ray_testkit.test_config(faults.live.settings))
+    deploy(ray_testkit.suite_config(faults.live.settings))
     task = wait_task(faults.client, project, task_id)
     assert (task.status, task.progress) == ("Succeeded", 100), (task.code, task.message)
     assert task_row(faults, task_id).attempts == 2
