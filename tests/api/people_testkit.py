@@ -49,14 +49,19 @@ class People:
         assert not failed, failed
         return files
 
-    def notifications(self) -> dict[str, dict[str, Any]]:
-        """TaskId -> content of every task message in the stream so far."""
-        found = {}
-        for _, fields in redis.Redis().xrange(self.stream):
-            content = json.loads(fields[b"content"])
-            if "TaskId" in content:
-                found[content["TaskId"]] = content
-        return found
+    def notifications(self, *task_ids: str, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+        """TaskId -> content of every task message in the stream so far, once the messages of ``task_ids``
+        are there (the outbox is sent by the ingress's dispatcher, a moment after the task ended)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {}
+            for _, fields in redis.Redis().xrange(self.stream):
+                content = json.loads(fields[b"content"])
+                if "TaskId" in content:
+                    found[content["TaskId"]] = content
+            if set(task_ids) <= set(found) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -58,7 +58,7 @@ def test_two_tasks_requested_at_once_run_one_after_the_other(library: Library):
     assert [task.status for task in library.tasks] == ["Succeeded", "Succeeded"]
     assert [task.task_type for task in library.tasks] == ["FaceClustering", "FaceClustering"]
     assert first.progress == second.progress == 100
-    sent = library.people.notifications()
+    sent = library.people.notifications(first.task_id, second.task_id)
     done = {task_id: sent.get(task_id) for task_id in (first.task_id, second.task_id)}
     assert all(done.values()), "each task sends its notification"
     one, two = done[first.task_id], done[second.task_id]

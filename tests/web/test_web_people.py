@@ -9,6 +9,7 @@ import contextlib
 import io
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,14 @@ class Site:
         return f"{self.base}/ui/p/{self.project}/d/{self.dataset}/people"
 
     def link(self) -> str:
-        # Made by the ingress replica, which keeps the link tokens (as `immray serve` gets its link).
-        ingress = serve.get_app_handle(APP_NAME)
-        return ingress.sign_in_link.remote(self.base, self.live.admin.access_key_id).result(timeout_s=30)
+        # Made by the ingress replica, which keeps the link tokens (as `immray serve` gets its link); asked
+        # from a thread of its own, as Playwright's sync API runs an event loop in this one.
+        def ask() -> str:
+            ingress = serve.get_app_handle(APP_NAME)
+            return ingress.sign_in_link.remote(self.base, self.live.admin.access_key_id).result(timeout_s=30)
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(ask).result()
 
     def people(self) -> list[imm.FigureCluster]:
         return all_people(self.live.client(), self.project, self.dataset)
