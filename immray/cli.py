@@ -265,7 +265,7 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
         started_here, dashboard = connect(settings)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop, as Ctrl-C
     try:
         if dashboard:
             click.echo(f"Ray dashboard: {dashboard}")
@@ -284,11 +284,19 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
     except KeyboardInterrupt:
         click.echo("Stopping...")
     finally:
+        # Stopping takes a while (Serve's controller, Ray's daemons): a second Ctrl-C or SIGTERM, or the
+        # one a terminal sends the whole process group, must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if started_here:  # our own Ray: the application, its replicas and the dataset actors go with it
             try:
                 ray_serve.shutdown()
             finally:
                 ray.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _web_link(settings: Settings, new_admin, ingress) -> str | None:
