@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -222,6 +223,9 @@ def serve(
 
     settings = _settings(data_dir, host=host, port=port, ray_address=address)
     configure_logging(settings.log_format, log_level)
+    logging.getLogger("alembic").setLevel(
+        max(logging.WARNING, logging.getLogger().level)
+    )  # "Database:" says it
     try:
         if roots:
             settings = settings.model_copy(update={"allowed_roots": check_roots(list(roots))})
@@ -268,7 +272,9 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop, as Ctrl-C
     try:
         if dashboard:
-            click.echo(f"Ray dashboard: {dashboard}")
+            token = Path.home() / ".ray" / "auth_token"  # Ray's token authentication, on by default
+            asks = f" (it asks for the token in {token})" if started_here and token.is_file() else ""
+            click.echo(f"Ray dashboard: {dashboard}{asks}")
         click.echo("Deploying the Serve application (the first start takes a while)...")
         sys.stdout.flush()
         deploy(with_settings(config, settings, host=settings.host, port=settings.port))

@@ -36,6 +36,7 @@ in the worker's log file and the dashboard shows per actor.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,7 +143,12 @@ class _ServeLogForwarder(logging.Handler):
     immray_handler = True
 
     def emit(self, record: logging.LogRecord) -> None:
-        handlers = logging.getLogger(SERVE_LOGGER).handlers
+        # Serve's file handlers only: its stream handler writes to the stderr we write to already.
+        handlers = [
+            handler
+            for handler in logging.getLogger(SERVE_LOGGER).handlers
+            if isinstance(handler, logging.handlers.MemoryHandler | logging.FileHandler)
+        ]
         if not handlers:
             return
         try:
