@@ -244,7 +244,7 @@ def run_pool(
 
 def main() -> None:
     if sys.argv[1:2] == ["--api"]:  # the whole service through the API, both modes: throughput_api.py
-        from throughput_api import main as through_the_api
+        from immray.bench.throughput_api import main as through_the_api
 
         through_the_api(sys.argv[2:])
         return
@@ -302,9 +302,7 @@ def main() -> None:
             by_key[("immray", processes)],
             by_key[("dlib direct", processes)],
         )
-        line = (
-            f"immray overhead, {processes} process(es): {100 * (fg_wall / raw_wall - 1):+.1f}% wall time"
-        )
+        line = f"immray overhead, {processes} process(es): {100 * (fg_wall / raw_wall - 1):+.1f}% wall time"
         if fg_cpu and raw_cpu:
             line += f", {100 * (fg_cpu / raw_cpu - 1):+.1f}% CPU time"
         print(line + " vs dlib direct")

@@ -1,79 +1,180 @@
-"""Indexing throughput of the whole service: photos/s through the API, embedded pool and Celery workers.
+"""The whole service on Ray: photos/s through the API against raw dlib per core, and what Serve adds to a
+cheap request against the same FastAPI app under plain uvicorn. Prints figures, asserts nothing.
 
-    python -m immray.bench.throughput_api ../shared/eval/dev --limit 200 \
-        --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres \
-        --broker redis://127.0.0.1:6379/0
+    python -m immray.bench.throughput_api ../shared/eval/dev --limit 200
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--config COPY.yaml]
+        [--skip-throughput] [--skip-overhead] [--calls 2000] [--clients 16]
     (also: python -m immray.bench.throughput --api ...)
 
-Each mode gets a new database and a new server (build_app on uvicorn, in this process), and the photos go
-through the IMM API as a user sends them: BatchIndexFileMeta with 100 file:// URIs per request, signed. The
-clock runs from the first request until no photo is Pending, so it covers the requests, the queue (the
-broker for Celery), reading, decoding, the face pipeline and the writes. The face models are loaded before
-the clock starts: each Celery worker is started and waited for, and a warm-up batch (two photos per core,
-in a dataset of its own) is indexed first, which also starts the embedded pool's analysis processes.
+One run starts a local Ray of its own (``ray.init(address="local")``: free ports, never Redis' 6379; as many
+CPUs as the config's replicas ask for) and deploys the Serve application of ``configs/serve.local.yaml`` (or
+``--config``, a copy to try other batch sizes or replica counts) on a fresh SQLite data directory, or on a
+scratch PostgreSQL database (``--postgres``, dropped after). Everything it started is stopped at the end.
 
-- ``embedded``: the default deployment, SQLite and the in-process pool with one thread (and one analysis
-  process) per core;
-- ``celery-1`` / ``celery-2``: PostgreSQL (a scratch database, dropped after) and 1 or 2 `immray worker`
-  processes of one process each, each with one OpenBLAS thread (a machine of one core).
+- **throughput**: the photos go through the IMM API as a user sends them: BatchIndexFileMeta with 100
+  file:// URIs per request, signed (``immray.client.ImmClient``). The clock runs from the first request
+  until no photo is Pending: the requests, the ingress' indexing threads (reading, storing), the analysis
+  replicas (``@serve.batch``) and the writes. The models load when the replicas start; a warm-up batch
+  (two photos per analysis core, in a dataset of its own) is indexed before the clock all the same. The
+  reference is raw dlib (``immray.bench.throughput.DlibDirect``: the same detector passes, landmarks, chips
+  and descriptors, mirrored as the server's, with no immray code) on one core in this process, before Ray
+  starts and after it stops (their mean: other programs' load moves both alike). ratio = photos/s /
+  (raw photos/s per core x the FaceAnalysis replicas' CPUs).
+- **request overhead**: GetProject (signed) from ``--clients`` threads with a keep-alive connection each,
+  ``--calls`` calls after a warm-up, against Serve's HTTP proxy of that deployment and against the same app
+  (``build_app`` on the same database, no background services, logging a line per request as a replica
+  does) under plain uvicorn in a child process with the API's uvicorn settings (``server_config``: h11, as
+  Serve's proxy gets them from ``immray.serve.proxy``), alternated ``--rounds`` times; then one client
+  alone, for the latency of a request that waits for no other. req/s, p50, p99, the ratio of the two
+  req/s and the p50 Serve adds.
 
-The reference is raw dlib per core: `python -m immray.bench.throughput`'s ``DlibDirect`` (the same detector, landmark, chip
-and descriptor calls with no immray code) on the same photos in this process, one core, measured before
-and after the modes (the mean is used: other programs' load moves both alike). The ratio printed is
-photos/s / (raw photos/s per core x cores the mode uses).
+Where this runs beside other work, wall-clock rates move with it; the CPU seconds by process (read from
+/proc: this process, the local Ray's, the uvicorn child's; not a PostgreSQL server's), per photo and per
+call, move much less, so they are printed too, with the ratios they give: raw dlib's CPU per photo over
+the analysis replicas' and over the whole service's, and uvicorn's CPU per call over Serve's proxy and
+ingress together (what req/s would show where the server's CPU is what limits it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
+import math
+import multiprocessing
 import os
-import subprocess
-import sys
+import queue
+import socket
+import statistics
 import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.pool import NullPool
 
-from immray.api.bootstrap import build_app  # noqa: E402
-from immray.api.server import bound_socket, build_server  # noqa: E402
-from immray.client import ImmClient  # noqa: E402
-from immray.faces.config import DETECTORS  # noqa: E402
-from immray.policy import ADMIN_POLICY  # noqa: E402
-from immray.services import access_keys  # noqa: E402
-from immray.services.database import Database  # noqa: E402
-from immray.settings import Settings  # noqa: E402
-from immray.store import Dataset, File, ObjectStatus, make_engine, normalize_url  # noqa: E402
 from immray.bench.throughput import DlibDirect, find_images
+from immray.client import ClientError, ImmClient
+from immray.faces.config import DETECTORS
+from immray.policy import ADMIN_POLICY
+from immray.services import access_keys
+from immray.services.database import Database
+from immray.settings import Settings
+from immray.store import Dataset, File, ObjectStatus, make_engine, normalize_url
 
 BATCH = 100
+WARMUP = "warmup"
+PROJECT = "bench"
+CLIENT = "this process (clients)"
+CLIENT_SIDE = (CLIENT, "uvicorn")
 
 
-@contextmanager
-def running_server(settings: Settings, db: Database):
-    sock = bound_socket("127.0.0.1", 0)
-    server = build_server(build_app(settings, db=db), "127.0.0.1", sock.getsockname()[1], log_level="warning")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
+@dataclass(frozen=True)
+class Key:
+    access_key_id: str
+    secret: str
+
+
+# --- CPU seconds by process ----------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a process, from /proc; None once it is gone."""
     try:
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _label(pid: int, labels: dict[int, str]) -> str:
+    if pid in labels:
+        return labels[pid]
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    for marker, name in (
+        ("ray::ProxyActor", "serve proxy"),
+        ("ray::ServeReplica:immray:Ingress", "ingress"),
+        ("ray::ServeReplica:immray:FaceAnalysis", "analysis"),
+        ("ray::ServeController", "serve controller"),
+    ):
+        if command.startswith(marker):
+            return name
+    return "ray (gcs, raylet, agents, workers)" if "ray" in command else "other"
+
+
+def cpu_snapshot(labels: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """CPU seconds of this process and of everything it started (the local Ray, the uvicorn child) by pid;
+    ``labels`` names pids known here. Linux only: empty where /proc is missing."""
+    if not Path("/proc/self/stat").exists():
+        return {}
+    parents: dict[int, list[int]] = defaultdict(list)
+    cpu: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None:
+                parents[stat[0]].append(int(entry.name))
+                cpu[int(entry.name)] = stat[1]
+    found, todo = {}, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        if pid in cpu:
+            found[pid] = (_label(pid, labels), cpu[pid])
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds by label between two snapshots (a process that ended in between is not counted)."""
+    spent: dict[str, float] = defaultdict(float)
+    for pid, (label, seconds) in after.items():
+        spent[label] += seconds - before.get(pid, (label, 0.0))[1]
+    return dict(spent)
+
+
+def cpu_line(spent: dict[str, float], per: int, unit: str) -> str:
+    if not spent:
+        return "CPU by process: /proc not available"
+    parts = [
+        f"{label} {seconds / per * 1000:.2f}" for label, seconds in sorted(spent.items(), key=lambda i: -i[1])
+    ]
+    return f"CPU ms per {unit}: " + ", ".join(parts) + f"; total {sum(spent.values()) / per * 1000:.2f}"
+
+
+# --- the deployment -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def replica_cpus(config: dict[str, Any], name: str) -> float:
+    """num_replicas x num_cpus of the deployment ``name`` in the immray application of ``config``."""
+    total = 0.0
+    for app in config["applications"]:
+        for deployment in app.get("deployments") or []:
+            if deployment.get("name") == name:
+                cpus = (deployment.get("ray_actor_options") or {}).get("num_cpus", 1)
+                total += int(deployment.get("num_replicas", 1)) * float(cpus)
+    return total
 
 
 @contextmanager
-def scratch_postgres(admin_url: str):
+def scratch_postgres(admin_url: str) -> Iterator[str]:
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     name = f"immray_bench_{uuid.uuid4().hex[:10]}"
     with admin.connect() as connection:
@@ -87,84 +188,143 @@ def scratch_postgres(admin_url: str):
 
 
 @contextmanager
-def celery_workers(settings: Settings, count: int, logs: Path):
-    """``count`` `immray worker` processes of one process each, ready (models loaded) when this yields."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMMRAY_")}
-    env |= {
-        "IMMRAY_DATABASE_URL": settings.resolved_database_url,
-        "IMMRAY_BROKER_URL": settings.broker_url or "",
-        "IMMRAY_BROKER_NAMESPACE": settings.broker_namespace,
-        "IMMRAY_ALLOWED_ROOTS": json.dumps([str(root) for root in settings.allowed_roots]),
-        "IMMRAY_DATA_DIR": str(settings.data_dir),
-        "IMMRAY_DETECTOR": settings.detector,
-        "OPENBLAS_NUM_THREADS": "1",  # each worker stands for a machine of one core
-        "IMMRAY_LOG_FORMAT": "json",
-    }
-    processes = []
+def local_ray(num_cpus: int, show_logs: bool) -> Iterator[None]:
+    """A Ray of this run's own (never one found on the machine), with Serve stopped and Ray shut down after."""
+    import ray
+    from ray import serve
+
+    ray.init(
+        address="local",  # a new instance even where RAY_ADDRESS or another local Ray exists
+        num_cpus=num_cpus,
+        namespace="serve",
+        include_dashboard=False,
+        logging_level="warning",
+        log_to_driver=show_logs,
+    )
     try:
-        for number in range(count):
-            log = logs / f"worker-{number}.log"
-            with log.open("wb") as out:
-                processes.append(
-                    (
-                        subprocess.Popen(
-                            [
-                                sys.executable,
-                                "-m",
-                                "immray.cli",
-                                "worker",
-                                "-c",
-                                "1",
-                                "-n",
-                                f"bench{number}@%h",
-                            ],
-                            env=env,
-                            stdout=out,
-                            stderr=subprocess.STDOUT,
-                            start_new_session=True,
-                        ),
-                        log,
-                    )
-                )
-        for process, log in processes:
-            while '"worker process ' not in log.read_text(errors="replace"):
-                if process.poll() is not None:
-                    raise RuntimeError(f"a worker exited:\n{log.read_text()[-2000:]}")
-                time.sleep(0.2)
         yield
     finally:
-        for process, _ in processes:
-            process.terminate()
-        for process, _ in processes:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def deploy_serve(config: dict[str, Any], settings: Settings) -> str:
+    """Deploy the application with ``settings`` on the connected Ray; returns its proxy's host:port."""
+    from immray.serve.app import deploy, with_settings
+
+    port = free_port()
+    deploy(with_settings(config, settings, host="127.0.0.1", port=port), timeout=600)
+    return f"127.0.0.1:{port}"
+
+
+def _uvicorn_config(app: Any, sock: socket.socket) -> tuple[Any, str]:
+    """The API's own uvicorn settings (h11, IMM's 64 KiB request line), or uvicorn's if they moved."""
+    import uvicorn
+
+    try:
+        from immray.api.server import server_config
+    except ImportError:
+        return uvicorn.Config(app, log_level="warning"), "uvicorn.Config defaults (server_config is gone)"
+    host, port = sock.getsockname()
+    return server_config(app, host, port, log_level="warning"), "immray.api.server.server_config (h11)"
+
+
+def _run_plain_uvicorn(overrides: dict[str, Any], ready: Any, log_path: str) -> None:
+    """The child process: the API of ``overrides``' settings under plain uvicorn, no background services,
+    logging as an ingress replica does (a line per request) into ``log_path``."""
+    import sys
+
+    import uvicorn
+
+    from immray.api.bootstrap import build_app
+    from immray.observability.logs import configure_logging
+
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - the process's stderr until it exits
+    os.dup2(log.fileno(), 2)
+    sys.stderr = log
+    settings = Settings.from_overrides(overrides)
+    configure_logging(settings.log_format)
+    db = Database.connect(settings.resolved_database_url)
+    app = build_app(settings, db=db, services=lambda context: [])
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY on the accepted connections only when the listener says TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config, how = _uvicorn_config(app, sock)
+    ready.put((sock.getsockname()[1], how))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        db.close()
+
+
+@contextmanager
+def plain_uvicorn(settings: Settings, labels: dict[int, str]) -> Iterator[tuple[str, str]]:
+    """The same app under plain uvicorn in a child process; yields (host:port, how uvicorn was set up)."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    log_path = settings.data_dir / "uvicorn.log"
+    process = context.Process(
+        target=_run_plain_uvicorn, args=(settings.to_overrides(), ready, str(log_path)), daemon=True
+    )
+    process.start()
+    labels[process.pid] = "uvicorn"
+    try:
+        while True:
             try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+                port, how = ready.get(timeout=1)
+                break
+            except queue.Empty:
+                if not process.is_alive():
+                    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+                    raise RuntimeError(f"the uvicorn child exited:\n{tail}") from None
+        yield f"127.0.0.1:{port}", how
+    finally:
+        process.terminate()
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join(10)
 
 
-WARMUP = "warmup"
+def wait_answering(address: str, key: Key, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    with ImmClient(address, key.access_key_id, key.secret, timeout=10) as client:
+        while True:
+            try:
+                client.call("GetProject", {"ProjectName": PROJECT})
+                return
+            except ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
-def index_all(address: str, key, files: list[Path], db: Database) -> float:
-    """Seconds from the first BatchIndexFileMeta until no photo is Pending, after a warm-up: a few photos
-    indexed into a dataset of their own first, so every process that analyses photos has started and
-    loaded its models (the embedded pool starts its analysis processes at the first photo)."""
-    project = f"bench{uuid.uuid4().hex[:6]}"
-    with ImmClient(address, key.info.access_key_id, key.secret, timeout=120) as client:
-        client.call("CreateProject", {"ProjectName": project})
+# --- throughput -----------------------------------------------------------------------------------------
+
+
+def index_all(address: str, key: Key, files: list[Path], db: Database, warmup: int) -> float:
+    """Seconds from the first BatchIndexFileMeta until no photo is Pending, after ``warmup`` photos indexed
+    into a dataset of their own."""
+    with ImmClient(address, key.access_key_id, key.secret, timeout=600) as client:
         for dataset in (WARMUP, "photos"):
-            client.call("CreateDataset", {"ProjectName": project, "DatasetName": dataset})
-        warmup = files[: 2 * (os.cpu_count() or 1)]
+            client.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": dataset})
         client.call(
             "BatchIndexFileMeta",
-            {"ProjectName": project, "DatasetName": WARMUP, "Files": [{"URI": p.as_uri()} for p in warmup]},
+            {
+                "ProjectName": PROJECT,
+                "DatasetName": WARMUP,
+                "Files": [{"URI": path.as_uri()} for path in files[:warmup]],
+            },
         )
         wait_until_none_pending(db)
         began = time.perf_counter()
         for start in range(0, len(files), BATCH):
             batch = [{"URI": path.as_uri()} for path in files[start : start + BATCH]]
             client.call(
-                "BatchIndexFileMeta", {"ProjectName": project, "DatasetName": "photos", "Files": batch}
+                "BatchIndexFileMeta", {"ProjectName": PROJECT, "DatasetName": "photos", "Files": batch}
             )
     wait_until_none_pending(db)
     return time.perf_counter() - began
@@ -195,77 +355,180 @@ def count_outcomes(db: Database) -> tuple[int, int, int]:
     return indexed, failed, faces
 
 
-def run_mode(mode: str, files: list[Path], root: Path, args, work: Path) -> tuple[float, int, int, int]:
-    data = work / mode
-    data.mkdir()
-    common = {"data_dir": data, "allowed_roots": [root], "detector": args.detector}
-    if mode == "embedded":
-        settings = Settings(**common, worker_threads=args.cores)
-        db = Database.connect(settings.resolved_database_url, migrate=True)
-        key = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
-        try:
-            with running_server(settings, db) as address:
-                seconds = index_all(address, key, files, db)
-            return (seconds, *count_outcomes(db))
-        finally:
-            db.close()
-    workers = int(mode.rsplit("-", 1)[1])
-    with scratch_postgres(args.postgres) as url:
-        settings = Settings(
-            **common,
-            database_url=url,
-            broker_url=args.broker,
-            broker_namespace=f"bench-{uuid.uuid4().hex[:8]}",
-        )
-        db = Database.connect(url, migrate=True)
-        key = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
-        try:
-            with running_server(settings, db) as address, celery_workers(settings, workers, data):
-                seconds = index_all(address, key, files, db)
-            return (seconds, *count_outcomes(db))
-        finally:
-            db.close()
-            forget_namespace(settings)
-
-
-def forget_namespace(settings: Settings) -> None:
-    """Leave nothing of this run in the broker: its Redis keys, or its RabbitMQ queues and exchanges."""
-    from immray.jobs.celery_app import Queues, make_celery
-
-    if (settings.broker_url or "").startswith("redis"):
-        import redis
-
-        client = redis.Redis.from_url(settings.broker_url)
-        keys = list(client.scan_iter(f"{settings.broker_namespace}:*"))
-        if keys:
-            client.delete(*keys)
-        return
-    app = make_celery(settings)
-    try:
-        with app.connection_for_write() as connection:
-            channel = connection.channel()
-            for name in Queues.of(settings).names:
-                channel.queue_delete(name)
-            namespace = settings.broker_namespace
-            for name in (*Queues.of(settings).names, f"{namespace}.pidbox", f"reply.{namespace}.pidbox"):
-                channel.exchange_delete(name)
-    finally:
-        app.close()
-
-
-def raw_dlib(files: list[Path], detector: str) -> float:
-    """Seconds for raw dlib on one core (OpenBLAS limited to one thread)."""
+def raw_dlib(files: list[Path], detector: str, mirror: bool) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and faces of raw dlib on one core (OpenBLAS limited to one thread)."""
     from threadpoolctl import threadpool_limits
 
-    pipeline = DlibDirect(detector)
+    pipeline = DlibDirect(detector, mirror)
     with threadpool_limits(limits=1, user_api="blas"):
-        began = time.perf_counter()
-        for path in files:
-            pipeline.faces(path)
-        return time.perf_counter() - began
+        began, cpu = time.perf_counter(), time.process_time()
+        faces = sum(pipeline.faces(path) for path in files)
+        return time.perf_counter() - began, time.process_time() - cpu, faces
+
+
+@dataclass
+class Throughput:
+    seconds: float
+    indexed: int
+    failed: int
+    faces: int
+    cpu: dict[str, float]
+
+
+def measure_throughput(
+    address: str, key: Key, db: Database, files: list[Path], cores: float, labels: dict[int, str]
+) -> Throughput:
+    warmup = max(1, math.ceil(2 * cores))
+    before = cpu_snapshot(labels)
+    seconds = index_all(address, key, files, db, warmup)
+    spent = cpu_spent(before, cpu_snapshot(labels))  # the warm-up's photos are in it: divided by all
+    indexed, failed, faces = count_outcomes(db)
+    scale = len(files) / (len(files) + warmup)
+    return Throughput(seconds, indexed, failed, faces, {k: v * scale for k, v in spent.items()})
+
+
+# --- request overhead -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    target: str
+    clients: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def calls(self) -> int:
+        return len(self.latencies) + self.errors
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+def hammer(
+    target: str, address: str, key: Key, clients: int, calls: int, warmup: int, labels: dict[int, str]
+) -> Load:
+    """``calls`` GetProject spread over ``clients`` threads (a keep-alive connection each), after
+    ``warmup`` calls; the clock starts when every thread is ready."""
+    per_client, warm = max(1, calls // clients), math.ceil(warmup / clients)
+    barrier = threading.Barrier(clients + 1)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    failures: list[BaseException] = []
+
+    def run(number: int) -> None:
+        try:
+            with ImmClient(address, key.access_key_id, key.secret, timeout=120) as client:
+                for _ in range(warm):
+                    client.call("GetProject", {"ProjectName": PROJECT})
+                barrier.wait()
+                times = latencies[number]
+                for _ in range(per_client):
+                    began = time.perf_counter()
+                    try:
+                        client.call("GetProject", {"ProjectName": PROJECT})
+                    except ClientError:
+                        errors[number] += 1
+                        continue
+                    times.append(time.perf_counter() - began)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            failures.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    with suppress(threading.BrokenBarrierError):  # a client failed: reported below
+        barrier.wait()
+    before, began = cpu_snapshot(labels), time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    spent = cpu_spent(before, cpu_snapshot(labels))
+    if failures:
+        raise RuntimeError(f"a client of {target} failed: {failures[0]!r}") from failures[0]
+    return Load(target, clients, seconds, [t for times in latencies for t in times], sum(errors), spent)
+
+
+def pooled(loads: list[Load]) -> Load:
+    cpu: dict[str, float] = defaultdict(float)
+    for load in loads:
+        for label, seconds in load.cpu.items():
+            cpu[label] += seconds
+    return Load(
+        loads[0].target,
+        loads[0].clients,
+        sum(load.seconds for load in loads),
+        [t for load in loads for t in load.latencies],
+        sum(load.errors for load in loads),
+        dict(cpu),
+    )
+
+
+def load_line(load: Load) -> str:
+    return (
+        f"{load.target:<8} {load.clients:>7} {load.calls:>6} {load.errors:>6} {load.seconds:>8.2f} "
+        f"{load.rate:>8.0f} {load.quantile(0.5):>8.2f} {load.quantile(0.99):>8.2f}"
+    )
+
+
+LOAD_HEADER = f"{'server':<8} {'clients':>7} {'calls':>6} {'errors':>6} {'seconds':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+
+
+def measure_overhead(serve_address: str, settings: Settings, key: Key, args, labels: dict[int, str]) -> None:
+    with plain_uvicorn(settings, labels) as (uvicorn_address, how):
+        wait_answering(uvicorn_address, key)
+        targets = {"serve": serve_address, "uvicorn": uvicorn_address}
+        print(
+            f"\nRequest overhead: GetProject, {args.clients} clients x {args.calls // args.clients} calls "
+            f"after {args.warmup_calls} warm-up calls, {args.rounds} round(s) alternated; plain uvicorn: {how}",
+            flush=True,
+        )
+        print(LOAD_HEADER)
+        concurrent: dict[str, list[Load]] = {"serve": [], "uvicorn": []}
+        for _ in range(args.rounds):
+            for target, address in targets.items():
+                load = hammer(target, address, key, args.clients, args.calls, args.warmup_calls, labels)
+                concurrent[target].append(load)
+                print(load_line(load), f" load {os.getloadavg()[0]:.1f}", flush=True)
+        serial = {
+            target: hammer(target, address, key, 1, args.serial_calls, 20, labels)
+            for target, address in targets.items()
+        }
+        for load in serial.values():
+            print(load_line(load), f" load {os.getloadavg()[0]:.1f}", flush=True)
+    serve, plain = pooled(concurrent["serve"]), pooled(concurrent["uvicorn"])
+    print(f"\nall rounds, {args.clients} clients:")
+    for load in (serve, plain):
+        print(load_line(load))
+        print(f"    {cpu_line(load.cpu, load.calls, 'call')}")
+    print(
+        f"Serve / uvicorn req/s: {serve.rate / plain.rate:.2f}; p50 added by Serve: "
+        f"{serve.quantile(0.5) - plain.quantile(0.5):+.2f} ms ({args.clients} clients), "
+        f"{serial['serve'].quantile(0.5) - serial['uvicorn'].quantile(0.5):+.2f} ms (one client)"
+    )
+    served = (serve.cpu.get("serve proxy", 0) + serve.cpu.get("ingress", 0)) / serve.calls
+    plainly = plain.cpu.get("uvicorn", 0) / plain.calls
+    if served and plainly:  # where the server is what limits req/s, this is their ratio on idle cores
+        print(
+            f"server CPU per call (Serve: proxy + ingress; uvicorn: its process): {served * 1000:.2f} ms vs "
+            f"{plainly * 1000:.2f} ms, ratio {plainly / served:.2f}"
+        )
+
+
+# --- the run ----------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
+    from immray.serve.app import LOCAL_CONFIG, load_config
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -273,47 +536,115 @@ def main(argv: list[str] | None = None) -> None:
         "directory", type=Path, help="an evaluation folder (its photos are found recursively)"
     )
     parser.add_argument("--limit", type=int, default=200, help="use the first N photos (sorted by path)")
-    parser.add_argument("--modes", default="embedded,celery-1,celery-2", help="comma-separated")
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="threads of the embedded pool")
+    parser.add_argument("--config", type=Path, default=LOCAL_CONFIG, help="the Serve config to deploy")
     parser.add_argument(
-        "--postgres",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-        help="a PostgreSQL URL allowed to create the scratch databases of the Celery modes",
+        "--postgres", help="a PostgreSQL URL allowed to create a scratch database (default: SQLite)"
     )
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/0", help="redis:// or amqp://")
     parser.add_argument(
-        "--detector", choices=DETECTORS, default=Settings().detector, help="the servers' and the reference's"
+        "--detector", choices=DETECTORS, default=Settings().detector, help="the server's and the reference's"
     )
+    parser.add_argument(
+        "--indexing-concurrency", type=int, help="photos in flight per ingress (default: the setting's)"
+    )
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the overhead run")
+    parser.add_argument("--calls", type=int, default=2000, help="timed GetProject calls per round and server")
+    parser.add_argument("--warmup-calls", type=int, default=100, help="untimed calls before each round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per server, alternated")
+    parser.add_argument("--serial-calls", type=int, default=300, help="calls of the one-client run")
+    parser.add_argument("--ray-logs", action="store_true", help="show the replicas' logs")
     args = parser.parse_args(argv)
 
     root = args.directory.resolve()
     files = find_images(root, args.limit)
-    if not files:
+    if not files and not args.skip_throughput:
         parser.error(f"no images under {root}")
-    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    config = copy.deepcopy(load_config(args.config))
+    cores = replica_cpus(config, "FaceAnalysis")
+    ray_cpus = max(1, math.ceil(cores + replica_cpus(config, "Ingress")))
+    mirror = Settings().mirror
+    measured = "no photos" if args.skip_throughput else f"{len(files)} photos from {root}"
     print(
-        f"{len(files)} photos from {root}; detector {args.detector}; {os.cpu_count()} cores; broker {args.broker}; "
-        f"load average at start {os.getloadavg()[0]:.1f}\n"
+        f"{measured}; detector {args.detector}, mirror {mirror}; config {args.config} "
+        f"(FaceAnalysis CPUs {cores:g}, Ray CPUs {ray_cpus}); {os.cpu_count()} cores here; "
+        f"load average at start {os.getloadavg()[0]:.1f}",
+        flush=True,
     )
-    raw = [raw_dlib(files, args.detector)]
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="immray-bench-") as work:
-        for mode in modes:
-            rows.append((mode, *run_mode(mode, files, root, args, Path(work))))
-    raw.append(raw_dlib(files, args.detector))
-    per_core = len(files) / (sum(raw) / len(raw))
-    print(f"raw dlib, one core: {per_core:.2f} photos/s (runs of {raw[0]:.1f} s and {raw[1]:.1f} s)\n")
-    print(
-        f"{'mode':<10} {'cores':>5} {'photos':>6} {'failed':>6} {'faces':>6} {'seconds':>8} {'photos/s':>9} "
-        f"{'faces/s':>8} {'ratio':>6}"
-    )
-    for mode, seconds, indexed, failed, faces in rows:
-        cores = args.cores if mode == "embedded" else int(mode.rsplit("-", 1)[1])
-        rate = (indexed + failed) / seconds
+    raw = []
+    if not args.skip_throughput:
+        raw.append(raw_dlib(files, args.detector, mirror))
         print(
-            f"{mode:<10} {cores:>5} {indexed + failed:>6} {failed:>6} {faces:>6} {seconds:>8.2f} {rate:>9.2f} "
-            f"{faces / seconds:>8.2f} {rate / (per_core * cores):>6.2f}"
+            f"raw dlib before: {raw[0][0]:.1f} s wall, {raw[0][1]:.1f} s CPU, {raw[0][2]} faces", flush=True
         )
+
+    labels: dict[int, str] = {os.getpid(): CLIENT}
+    result = None
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="immray-bench-")))
+        url = stack.enter_context(scratch_postgres(args.postgres)) if args.postgres else None
+        overrides: dict[str, Any] = {
+            "data_dir": work,
+            "allowed_roots": [root],
+            "detector": args.detector,
+            "ray_namespace": f"immray-bench-{uuid.uuid4().hex[:8]}",
+        }
+        if url:
+            overrides["database_url"] = url
+        if args.indexing_concurrency:
+            overrides["indexing_concurrency"] = args.indexing_concurrency
+        settings = Settings(**overrides)
+        db = Database.connect(settings.resolved_database_url, migrate=True)
+        stack.callback(db.close)
+        created = access_keys.create_key(db, ADMIN_POLICY, is_admin=True)
+        key = Key(created.info.access_key_id, created.secret)
+
+        began = time.perf_counter()
+        stack.enter_context(local_ray(ray_cpus, args.ray_logs))
+        address = deploy_serve(config, settings)
+        print(
+            f"Ray and the Serve application ({db.engine.dialect.name}) up in {time.perf_counter() - began:.0f} s; "
+            f"indexing concurrency {settings.indexing_concurrency}",
+            flush=True,
+        )
+        with ImmClient(address, key.access_key_id, key.secret) as client:
+            client.call("CreateProject", {"ProjectName": PROJECT})
+        if not args.skip_throughput:
+            result = measure_throughput(address, key, db, files, cores, labels)
+            print(
+                f"throughput: {result.indexed + result.failed} photos in {result.seconds:.2f} s "
+                f"(load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+        if not args.skip_overhead:
+            measure_overhead(address, settings, key, args, labels)
+
+    if result is not None:
+        raw.append(raw_dlib(files, args.detector, mirror))
+        per_core = len(files) / statistics.mean(r[0] for r in raw)
+        cpu_per_photo = statistics.mean(r[1] for r in raw) / len(files)
+        photos = result.indexed + result.failed
+        rate = photos / result.seconds
+        print(
+            f"\nraw dlib, one core: {per_core:.2f} photos/s, {cpu_per_photo * 1000:.0f} ms CPU per photo, "
+            f"{raw[0][2]} faces (runs of {raw[0][0]:.1f} s and {raw[1][0]:.1f} s)"
+        )
+        print(
+            f"{'mode':<6} {'cores':>5} {'photos':>6} {'failed':>6} {'faces':>6} {'seconds':>8} {'photos/s':>9} "
+            f"{'faces/s':>8} {'ratio':>6}"
+        )
+        print(
+            f"{'serve':<6} {cores:>5g} {photos:>6} {result.failed:>6} {result.faces:>6} {result.seconds:>8.2f} "
+            f"{rate:>9.2f} {result.faces / result.seconds:>8.2f} {rate / (per_core * cores):>6.2f}"
+        )
+        print(f"    {cpu_line(result.cpu, photos, 'photo')}")
+        analysis = result.cpu.get("analysis", 0.0) / photos if photos else 0.0
+        service = sum(v for k, v in result.cpu.items() if k not in CLIENT_SIDE) / photos if photos else 0.0
+        if analysis and service:  # CPU time moves much less than wall time with the machine's load
+            print(
+                f"    raw dlib CPU per photo / the analysis replicas': {cpu_per_photo / analysis:.2f}; "
+                f"/ the whole service's (every process of the run but this one): {cpu_per_photo / service:.2f}"
+            )
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")
 
 
