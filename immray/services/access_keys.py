@@ -22,7 +22,7 @@ from immray.services.database import Database
 from immray.store import AccessKey, utcnow
 
 _ALPHABET = string.ascii_letters + string.digits
-KEY_ID_PREFIX = "FG"
+KEY_ID_PREFIX = "IR"  # immray
 KEY_ID_LENGTH = 24  # like Alibaba Cloud's LTAI... ids
 SECRET_LENGTH = 40
 # Serialises the first-start check on PostgreSQL, where two servers could start at once.

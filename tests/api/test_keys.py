@@ -156,8 +156,8 @@ def test_bad_key_requests_are_clear_errors(immray: LiveImmray, args, complaint):
 
 
 def test_revoking_an_unknown_key_fails(immray: LiveImmray):
-    result = keys(immray, "revoke", "FGnosuchkey")
-    assert result.exit_code == 1 and "There is no access key FGnosuchkey" in result.output
+    result = keys(immray, "revoke", "IRnosuchkey")
+    assert result.exit_code == 1 and "There is no access key IRnosuchkey" in result.output
 
 
 def test_secrets_are_never_logged(immray: LiveImmray, project: str, caplog):
@@ -169,7 +169,7 @@ def test_secrets_are_never_logged(immray: LiveImmray, project: str, caplog):
         request = models.GetProjectRequest(project_name=project)
         wrong = sdk_error(lambda: immray.client(Key(key.access_key_id, "wrong")).get_project(request))
         assert (wrong.code, wrong.status_code) == ("SignatureDoesNotMatch", 400)
-        unknown = sdk_error(lambda: immray.client(Key("FGunknown", key.secret)).get_project(request))
+        unknown = sdk_error(lambda: immray.client(Key("IRunknown", key.secret)).get_project(request))
         assert (unknown.code, unknown.status_code) == ("InvalidAccessKeyId.NotFound", 404)
         keys(immray, "revoke", key.access_key_id)
     assert caplog.records  # the server did log (requests, SQL at DEBUG, ...), just never the secret

@@ -270,7 +270,7 @@ def test_binding_access_key_and_outbox_round_trip(sessions: sessionmaker[Session
         session.add(
             Binding(dataset_id=dataset_id, uri="file:///photos", phase="FullScanning", cursor={"after": "a"})
         )
-        session.add(AccessKey(access_key_id="FGADMIN", secret="s3cret", policy=policy, is_admin=True))
+        session.add(AccessKey(access_key_id="IRADMIN", secret="s3cret", policy=policy, is_admin=True))
         session.add(
             OutboxMessage(topic="people", payload=payload, task_id="FaceClustering-1", next_attempt_at=T0)
         )
