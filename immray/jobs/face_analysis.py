@@ -1,7 +1,7 @@
 """Where an indexing job's face analysis runs: the interface, and its in-process implementation.
 
 On Ray the indexing jobs of the ingress send the photos to the analysis deployment
-(``immray.serve.jobs.ServeFaceAnalysis``), whose replicas run :class:`InProcessAnalysis`: each replica
+(``immray.serve.analysis_client.ServeFaceAnalysis``), whose replicas run :class:`InProcessAnalysis`: each replica
 loads the models once and is a process of its own (dlib holds the GIL, so processes, not threads, use the
 cores). A replica that dies (a crash in native code on a malicious image) costs the photos it held, which
 are sent again.

@@ -31,7 +31,8 @@ from immray.bindings.runner import BindingRunner
 from immray.jobs.indexing import PendingFilesRecovery
 from immray.notify.dispatcher import OutboxDispatcher
 from immray.observability.logs import configure_logging
-from immray.serve.jobs import RayJobBackend, ServeFaceAnalysis, TaskSweeper
+from immray.serve.analysis_client import ServeFaceAnalysis
+from immray.serve.jobs import RayJobBackend, TaskSweeper
 from immray.settings import Settings
 
 log = logging.getLogger("immray.serve")

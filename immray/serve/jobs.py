@@ -5,7 +5,7 @@
 - a task job (clustering, merging) goes to its dataset's actor (``immray.actors.dataset``), which runs the
   dataset's tasks one after the other;
 - an ``index-file`` job runs in this replica's indexing threads: read the photo (``sources``), send its
-  bytes to the analysis deployment (batched there), store the faces. The files table is their durable
+  bytes to the analysis deployment (batched there; ``serve.analysis_client``), store the faces. The files table is their durable
   queue: Pending files are sent again when a replica starts (``PendingFilesRecovery``).
 
 ``TaskSweeper`` is the safety net: every ``task_poll_seconds`` it fails the tasks whose every run was cut
@@ -20,17 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from ray.exceptions import RayActorError, RayTaskError
-
 from immray.actors.dataset import actor_name, dataset_actor
-from immray.faces import AnalyzedImage
 from immray.jobs.catalog import load_jobs
 from immray.jobs.registry import get_job, job_names
 from immray.jobs.runner import JobRunner
 from immray.jobs.submission import install_backend, uninstall_backend
+from immray.serve.analysis_client import ServeFaceAnalysis
 from immray.services import task_leases
 from immray.services.database import Database
 from immray.services.tasks import purge_finished_tasks
@@ -39,73 +36,6 @@ from immray.settings import Settings
 log = logging.getLogger("immray.jobs")
 
 PURGE_EVERY_SECONDS = 3600.0
-ANALYSIS_ATTEMPTS = 3  # a photo whose replica died is sent again, to another or a restarted replica
-
-
-class ServeFaceAnalysis:
-    """The indexing jobs' face analysis (``jobs.face_analysis.FaceAnalysis``) on the analysis deployment."""
-
-    def __init__(self, handle: Any, attempts: int = ANALYSIS_ATTEMPTS) -> None:
-        self._handle = handle
-        self._attempts = attempts
-        self._names: dict[str | None, str] = {}
-
-    def _call(self, method: str, *args: Any) -> Any:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return getattr(self._handle, method).remote(*args).result()
-            except RayTaskError as exc:  # the replica raised: the photo's own error (ImageError, ...)
-                cause = exc.cause if isinstance(exc.cause, Exception) else exc
-                raise cause from None
-            except RayActorError:
-                if attempt == self._attempts:
-                    raise
-                log.warning("an analysis replica died during %s; sending it again (%d)", method, attempt)
-        raise AssertionError("unreachable")
-
-    def analyze(self, mode: str | None, data: bytes) -> AnalyzedImage:
-        return self._call("analyze", mode, data)
-
-    def embedder_name(self, mode: str | None) -> str:
-        if mode not in self._names:
-            self._names[mode] = self._call("embedder_name", mode)
-        return self._names[mode]
-
-    def same_person_distance(self, mode: str | None) -> float:
-        return float(self._call("same_person_distance", mode))
-
-    def analyzer(self, mode: str | None = None) -> RemoteAnalyzer:
-        """An Analyzer-shaped view for the image actions, which take an Analyzer."""
-        return RemoteAnalyzer(self, mode)
-
-
-@dataclass(frozen=True)
-class EmbedderFacts:
-    """What the image actions read of an embedder: its name and its same-person boundary."""
-
-    name: str
-    same_person_distance: float
-
-
-class RemoteAnalyzer:
-    """``analyze(data)`` and ``embedder`` of an Analyzer, answered by the analysis deployment."""
-
-    def __init__(self, faces: ServeFaceAnalysis, mode: str | None) -> None:
-        self._faces = faces
-        self._mode = mode
-        self._embedder: EmbedderFacts | None = None
-
-    def analyze(self, data: bytes) -> AnalyzedImage:
-        return self._faces.analyze(self._mode, data)
-
-    @property
-    def embedder(self) -> EmbedderFacts:
-        if self._embedder is None:
-            self._embedder = EmbedderFacts(
-                self._faces.embedder_name(self._mode),
-                self._faces.same_person_distance(self._mode),
-            )
-        return self._embedder
 
 
 class RayJobBackend:
