@@ -1,4 +1,5 @@
-"""What the task machinery and the notification outbox cost: local pool throughput and latency for no-op
+"""What the task machinery and the notification outbox cost: the throughput and latency of a dataset
+actor's task runner (``jobs.task_worker.TaskWorker``, here in this process, without Ray's hop) for no-op
 tasks, and outbox delivery rates to the real Redis, RabbitMQ and a local webhook.
 
 Prints figures, asserts nothing. Run:
@@ -9,11 +10,13 @@ Prints figures, asserts nothing. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,7 +25,8 @@ import redis
 from sqlalchemy import select
 
 from immray.jobs import job
-from immray.jobs.local import LocalWorkerPool
+from immray.jobs.submission import install_backend, uninstall_backend
+from immray.jobs.task_worker import TaskWorker
 from immray.notify import enqueue, envelope
 from immray.notify.dispatcher import OutboxDispatcher
 from immray.services import tasks
@@ -39,10 +43,21 @@ def noop(ctx, payload):
     return {"Done": True}
 
 
-def bench_pool(db: Database, settings: Settings, count: int, serial: bool) -> None:
-    pool = LocalWorkerPool(db, settings)
-    pool.start()
+@contextlib.contextmanager
+def running_worker(db: Database, settings: Settings) -> Iterator[TaskWorker]:
+    """A dataset actor's runner, as the job backend of this process."""
+    worker = TaskWorker(db, settings, owner=f"bench-{uuid.uuid4().hex[:8]}")
+    worker.start()
+    install_backend(worker)
     try:
+        yield worker
+    finally:
+        uninstall_backend(worker)
+        worker.stop()
+
+
+def bench_pool(db: Database, settings: Settings, count: int, serial: bool) -> None:
+    with running_worker(db, settings):
         started = time.perf_counter()
         records = [
             tasks.start_task(
@@ -71,11 +86,9 @@ def bench_pool(db: Database, settings: Settings, count: int, serial: bool) -> No
         with db.read() as session:
             rows = session.execute(select(Task.start_time, Task.end_time).where(Task.task_id.in_(ids))).all()
         latencies = sorted((end - start).total_seconds() * 1000 for start, end in rows)
-    finally:
-        pool.stop()
     label = "one serial key" if serial else "independent"
     print(
-        f"pool, {count} no-op tasks ({label}, {settings.worker_threads or 'cpu'} threads): "
+        f"task runner, {count} no-op tasks ({label}, one task thread): "
         f"{count / elapsed:7.1f} tasks/s end to end, creation {count / submitted:7.1f} tasks/s, "
         f"latency create->end median {statistics.median(latencies):6.1f} ms, "
         f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:6.1f} ms"
@@ -83,11 +96,9 @@ def bench_pool(db: Database, settings: Settings, count: int, serial: bool) -> No
 
 
 def bench_pickup(db: Database, settings: Settings, count: int) -> None:
-    """One task at a time: how long an idle pool takes from creation to the task's end."""
-    pool = LocalWorkerPool(db, settings)
-    pool.start()
+    """One task at a time: how long an idle runner takes from creation to the task's end."""
     latencies = []
-    try:
+    with running_worker(db, settings):
         for _ in range(count):
             started = time.perf_counter()
             record = tasks.start_task(
@@ -98,10 +109,8 @@ def bench_pickup(db: Database, settings: Settings, count: int) -> None:
             ):
                 time.sleep(0.001)
             latencies.append((time.perf_counter() - started) * 1000)
-    finally:
-        pool.stop()
     print(
-        f"pool, idle, {count} tasks one after another: create->seen ended median "
+        f"task runner, idle, {count} tasks one after another: create->seen ended median "
         f"{statistics.median(latencies):6.1f} ms, max {max(latencies):6.1f} ms"
     )
 
@@ -143,7 +152,6 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +170,6 @@ def main() -> None:
         settings = Settings(
             data_dir=Path(tmp),
             database_url=url,
-            worker_threads=args.threads,
             task_poll_seconds=0.5,
             notify_topics={
                 "redis": NotifyTopic(url="redis://127.0.0.1:6379/0", stream=stream),

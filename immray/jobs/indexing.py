@@ -40,7 +40,7 @@ def index_file(ctx: JobContext, payload: Mapping[str, Any]) -> None:
 
 
 class PendingFilesRecovery:
-    """A background service, started after the worker pool: re-submits the Pending files' analysis."""
+    """A background service, started after the job backend: re-submits the Pending files' analysis."""
 
     name = "pending files recovery"
 
