@@ -12,6 +12,7 @@ Succeeded with the clusters an undisturbed run gives (clustering is deterministi
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -116,10 +117,16 @@ class DatasetActor:
         self._db.close()
 
 
+@functools.cache
+def _actor_class() -> Any:
+    """``ray.remote(DatasetActor)``, made once per process (every task looks its actor up)."""
+    return ray.remote(DatasetActor)
+
+
 def dataset_actor(settings: Settings, *, name: str, serial_key: str, options: dict[str, Any] | None = None):
     """The handle of the dataset's actor, created on first use (``get_if_exists``: every caller on the
     cluster gets the same one)."""
-    remote = ray.remote(DatasetActor).options(
+    remote = _actor_class().options(
         name=name,
         namespace=settings.ray_namespace,
         get_if_exists=True,

@@ -27,11 +27,12 @@ DEFAULT_BATCH_WAIT_SECONDS = 0.01
 
 
 class FaceAnalysisReplica:
-    """One replica of the analysis deployment (wrapped by :func:`deployment`)."""
+    """One replica of the analysis deployment (``FaceAnalysisDeployment`` below). Its settings are the
+    environment's until ``reconfigure`` brings the user_config's."""
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+    def __init__(self) -> None:
         limit_blas_threads(assigned_cpus())
-        self._use(settings or {})
+        self._use({})
 
     def _use(self, overrides: dict[str, Any]) -> None:
         self._overrides = overrides

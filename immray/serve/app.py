@@ -40,7 +40,7 @@ def build(args: dict[str, Any] | None = None) -> Application:
     (``with_settings``): Serve applies a changed ``user_config`` to the running replicas, where changed
     args would restart every replica and load the models again."""
     args = dict(args or {})
-    return IngressDeployment.bind(FaceAnalysisDeployment.bind(), None, args.get("dataset_actor") or {})
+    return IngressDeployment.bind(FaceAnalysisDeployment.bind(), args.get("dataset_actor") or {})
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:

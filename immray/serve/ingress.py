@@ -109,13 +109,8 @@ class SwappableApp:
 class IngressReplica:
     """One replica of the ingress (wrapped by ``serve.ingress`` and ``serve.deployment`` below)."""
 
-    def __init__(
-        self,
-        analysis: DeploymentHandle,
-        settings: dict[str, Any] | None = None,
-        dataset_actor: dict[str, Any] | None = None,
-    ) -> None:
-        self._overrides = dict(settings or {})
+    def __init__(self, analysis: DeploymentHandle, dataset_actor: dict[str, Any] | None = None) -> None:
+        self._overrides: dict[str, Any] = {}  # until ``reconfigure`` brings the user_config's settings
         self._analysis = analysis
         self._actor_options = dataset_actor or {}
         self._app = SwappableApp()
