@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from immray.api.context import ApiContext
@@ -27,8 +28,16 @@ def mount_web(app: FastAPI, context: ApiContext) -> WebApp:
     web = WebApp(context, Invoker(app.state.actions, context.access.authorize))
     app.include_router(build_router(web))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    # Pages name their icon; this answers the browsers and tools that ask /favicon.ico regardless.
+    app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
     app.state.web = web
     return web
+
+
+async def favicon() -> FileResponse:
+    return FileResponse(
+        STATIC / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 def sign_in_link(app: FastAPI, base_url: str, access_key_id: str) -> str:

@@ -1,8 +1,11 @@
-"""The web pages under ``/ui``: sign-in, people, one person, activity, the API explorer, face thumbnails.
+"""The web pages under ``/ui``: sign-in, people, one person, the move picker (who is this face?), activity,
+the API explorer, face thumbnails.
 
 Every read and every change goes through :class:`immray.web.invoke.Invoker` -- the same IMM handlers,
 services and policy checks as a signed ``POST /`` -- as the signed-in key (see :mod:`immray.web.site`).
-The routes only turn forms into action parameters and answers into HTML.
+The routes only turn forms into action parameters and answers into HTML. What no action answers (the
+counts, the people nearest to a face, an empty person for a face to start) comes from a service after the
+policy is asked as for the nearest action.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from immray.client import ApiError, ClientError, ImmClient
 from immray.protocol.errors import ImmError
 from immray.services.figure_clusters import SORTS
 from immray.store import INDEPENDENT_CLUSTER_ID
-from immray.web import explorer
+from immray.web import explorer, times
 from immray.web.counts import dataset_counts
 from immray.web.session import COOKIE, WebSession
 from immray.web.site import (
@@ -42,7 +45,14 @@ from immray.web.site import (
 
 def build_router(web: WebApp) -> APIRouter:
     router = APIRouter(prefix="/ui")
-    helpers = {"people_url": people_url, "person_url": person_url, "face_url": face_url}
+    helpers = {
+        "people_url": people_url,
+        "person_url": person_url,
+        "face_url": face_url,
+        "readable": times.readable,
+        "exact": times.exact,
+        "duration": times.duration,
+    }
     web.templates.env.globals.update(helpers)
 
     def guarded(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -212,15 +222,49 @@ def build_router(web: WebApp) -> APIRouter:
         )
         return RedirectResponse(person_url(project, dataset, cluster_id), status_code=303)
 
+    @router.get("/p/{project}/d/{dataset}/people/{cluster_id}/move", response_class=HTMLResponse)
+    @guarded
+    async def move_picker(request: Request, project: str, dataset: str, cluster_id: str) -> Response:
+        """Who is this face? The likeliest people (nearest centroids), a search by name, or a new person."""
+        session = web.session_of(request)
+        args = request.query_params
+        uri, figure_id, search = args.get("uri", ""), args.get("figure", ""), args.get("q", "")
+        cluster = (
+            await web.call(
+                session, "GetFigureCluster", ProjectName=project, DatasetName=dataset, ObjectId=cluster_id
+            )
+        )["FigureCluster"]
+        nearest = await web.nearest_people(session, project, dataset, figure_id)
+        matches = await web.search_people(session, project, dataset, search) if search.strip() else []
+        return web.page(
+            request,
+            "move.html",
+            session,
+            project=project,
+            dataset=dataset,
+            cluster=cluster,
+            uri=uri,
+            figure_id=figure_id,
+            nearest=nearest,
+            search=search,
+            matches=[m for m in matches if m["ObjectId"] != cluster_id],
+        )
+
     @router.post("/p/{project}/d/{dataset}/people/{cluster_id}/move")
     @guarded
     async def move(request: Request, project: str, dataset: str, cluster_id: str) -> Response:
+        """Move a face: to ``target`` (a person), to a new person (``new_person``), or out (no target)."""
         session = web.session_of(request)
         form = await web.form(request, session)
-        target = form.get("target", "").strip() or INDEPENDENT_CLUSTER_ID
         uri, figure_id = form.get("uri", ""), form.get("figure", "")
+        if form.get("new_person"):
+            target = await web.new_person(session, project, dataset, uri, figure_id)
+            label = "move to a new person"
+        else:
+            target = form.get("target", "").strip() or INDEPENDENT_CLUSTER_ID
+            name = form.get("label", "").strip()[:64] or target
+            label = "not this person" if target == INDEPENDENT_CLUSTER_ID else f"move to {name}"
         await web.move_faces(session, project, dataset, [(uri, figure_id, target)])
-        label = "not this person" if target == INDEPENDENT_CLUSTER_ID else f"move to {target}"
         web.remember(session, Undo(f"face {label}", project, dataset, [(uri, figure_id, cluster_id)]))
         return RedirectResponse(
             person_url(project, dataset, cluster_id, message="Moved; a clustering task is applying it."),
@@ -292,8 +336,11 @@ def build_router(web: WebApp) -> APIRouter:
         )
         tasks = [
             {
-                k: t.get(k)
-                for k in ("TaskId", "TaskType", "Status", "Progress", "StartTime", "EndTime", "Message")
+                **{
+                    k: t.get(k)
+                    for k in ("TaskId", "TaskType", "Status", "Progress", "StartTime", "EndTime", "Message")
+                },
+                "Took": times.duration(t.get("StartTime"), t.get("EndTime")),
             }
             for t in body.get("Tasks") or []
             if dataset_of(t) in (None, dataset)

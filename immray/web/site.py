@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from immray.api.context import ApiContext
 from immray.faces import ImageError
 from immray.protocol.errors import ImmError
+from immray.services import people_picker
 from immray.sources import SourceError, sources_for
 from immray.web.invoke import Invoker
 from immray.web.session import COOKIE, SESSION_SECONDS, Sessions, WebSession
@@ -27,6 +28,7 @@ HERE = Path(__file__).parent
 PEOPLE_PAGE = 48
 MAX_FACE_PAGES = 10  # a person's page reads at most this many SimpleQuery pages of 100 photos
 NAME_SEARCH_PAGES = 20
+NEAREST_PEOPLE = 6  # the move picker's strip of likeliest people
 MAX_FORM_BYTES = 256 * 1024
 CACHE_CONTROL = "private, max-age=604800, immutable"
 
@@ -150,6 +152,43 @@ class WebApp:
             if not token or len(found) >= 20:
                 break
         return found[:20]
+
+    async def nearest_people(
+        self, session: WebSession, project: str, dataset: str, figure_id: str
+    ) -> list[dict]:
+        """The people nearest to a face (their centroids), as GetFigureCluster shows them, nearest first.
+
+        Read from the store by ``services.people_picker``, so the policy is asked first, as for the people
+        list: a key that may not list this dataset's people gets Forbidden."""
+        params = {"ProjectName": project, "DatasetName": dataset}
+        if not self.invoker.allowed(session.access_key_id, "QueryFigureClusters", params):
+            raise ImmError.forbidden(f"The access key may not read the people of {project}/{dataset}.")
+        ids = await run_in_threadpool(
+            people_picker.nearest_people, self.context.db, project, dataset, figure_id, NEAREST_PEOPLE
+        )
+        people = []
+        for cluster_id in ids:
+            try:
+                body = await self.call(session, "GetFigureCluster", **params, ObjectId=cluster_id)
+            except ImmError:  # merged or emptied since the centroids were read
+                continue
+            people.append(body["FigureCluster"])
+        return people
+
+    async def new_person(
+        self, session: WebSession, project: str, dataset: str, uri: str, figure_id: str
+    ) -> str:
+        """An empty person for the face to move into (the move itself is UpdateFileMeta's). The face is
+        checked first through GetFileMeta, so a stale form makes no empty person."""
+        params = {"ProjectName": project, "DatasetName": dataset}
+        if not self.invoker.allowed(
+            session.access_key_id, "UpdateFileMeta", {**params, "File": {"URI": uri}}
+        ):
+            raise ImmError.forbidden(f"The access key may not change the faces of {project}/{dataset}.")
+        file = (await self.call(session, "GetFileMeta", **params, URI=uri))["Files"][0]
+        if not any(figure.get("FigureId") == figure_id for figure in file.get("Figures") or []):
+            raise ImmError.resource_not_found("figure", f"{figure_id[:64]} of {uri[:256]}")
+        return await run_in_threadpool(people_picker.new_person, self.context.db, project, dataset)
 
     async def move_faces(
         self, session: WebSession, project: str, dataset: str, moves: list[tuple[str, str, str]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 from PIL import Image
 
@@ -11,6 +12,7 @@ from immray.samples import sample_path
 from immray.web.explorer import catalog, sdk_snippet, snake, typed_value
 from immray.web.session import Sessions
 from immray.web.thumbnails import FACE_PX, Box, ThumbnailCache, face_crop, photo_preview
+from immray.web.times import duration, exact, readable
 
 
 def test_a_link_signs_in_once_and_a_cookie_is_only_good_with_its_signature():
@@ -45,6 +47,31 @@ def test_face_crops_are_square_jpegs_even_at_the_photo_edge(tmp_path):
     cache.store(path, b"jpeg")
     assert path.read_bytes() == b"jpeg" and not list(tmp_path.rglob("*.part"))
     assert cache.etag_of(path) == cache.etag_of(cache.path_of("p", "d", "figure-1", FACE_PX))
+
+
+def test_a_face_at_the_photo_edge_is_cropped_inside_the_photo_without_a_black_band():
+    white = io.BytesIO()
+    Image.new("RGB", (400, 300), "white").save(white, format="PNG")
+    for box in (Box(0, 0, 80, 80), Box(340, 230, 60, 70), Box(150, 0, 100, 290), Box(0, 100, 60, 60)):
+        crop = Image.open(io.BytesIO(face_crop(white.getvalue(), box))).convert("L")
+        assert crop.size == (FACE_PX, FACE_PX)
+        assert crop.getextrema()[0] > 200, box  # all photo: no black beyond its edge
+
+
+def test_times_read_as_people_read_them():
+    now = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)
+    assert readable("2026-12-05T14:03:09.123456Z", now) == "today 14:03 UTC"
+    assert readable("2026-12-03T09:12:00Z", now) == "3 Dec 09:12 UTC"
+    assert readable("2025-12-03T09:12:00+08:00", now) == "3 Dec 2025 01:12 UTC"
+    assert readable(None) == "" and readable("") == ""
+    assert exact("2026-12-05T14:03:09.123456Z") == "2026-12-05 14:03:09.123456 UTC"
+    start = "2026-12-05T14:00:00Z"
+    assert duration(start, "2026-12-05T14:00:00.4Z") == "0.4 s"
+    assert duration(start, "2026-12-05T14:00:12Z") == "12 s"
+    assert duration(start, "2026-12-05T14:03:04Z") == "3 min 4 s"
+    assert duration(start, "2026-12-05T16:05:00Z") == "2 h 5 min"
+    assert duration(start, None, now) == "1 h 0 min"  # still running
+    assert duration(None, None) == ""
 
 
 def test_the_explorer_lists_every_action_with_its_parameters(tmp_path):
