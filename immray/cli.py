@@ -101,7 +101,7 @@ def analyze(paths: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def info(as_json: bool) -> None:
-    """Which dlib runs (version, BLAS, AVX) and which detector and embedder are configured."""
+    """Which torch runs, on which device (GPU or CPU threads), and which detector and embedder are configured."""
     import json
 
     from immray.runtime_info import runtime_info
@@ -270,7 +270,18 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop, as Ctrl-C
+    lite = None
     try:
+        if not settings.milvus_uri:  # milvus-lite: one process owns the file, every other one connects
+            from immray.vectors.endpoint import LiteServer
+
+            lite = LiteServer(settings)
+            try:
+                uri = lite.start()
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
+            settings = settings.model_copy(update={"milvus_uri": uri})
+            click.echo(f"Face vectors: milvus-lite in {settings.data_dir / 'milvus'}, served on {uri}")
         if dashboard:
             token = Path.home() / ".ray" / "auth_token"  # Ray's token authentication, on by default
             asks = f" (it asks for the token in {token})" if started_here and token.is_file() else ""
@@ -294,11 +305,15 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
         # one a terminal sends the whole process group, must not cut it short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if started_here:  # our own Ray: the application, its replicas and the dataset actors go with it
-            try:
-                ray_serve.shutdown()
-            finally:
-                ray.shutdown()
+        try:
+            if started_here:  # our own Ray: the application, its replicas and the dataset actors go with it
+                try:
+                    ray_serve.shutdown()
+                finally:
+                    ray.shutdown()
+        finally:
+            if lite is not None:  # after the processes that used it
+                lite.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -911,6 +926,97 @@ def export(
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"{len(found)} people written to {output}", err=True)
+
+
+# --- face vectors in Milvus ------------------------------------------------------------------------
+
+
+@main.group()
+@_DATA_DIR
+@click.pass_context
+def vectors(context: click.Context, data_dir: Path | None) -> None:
+    """The face vectors in Milvus against the faces in the database (the record).
+
+    With a running `immray serve` on the embedded milvus-lite, the commands connect to its server;
+    otherwise they open milvus-lite themselves (or IMMRAY_MILVUS_URI's server).
+    """
+    context.obj = _settings(data_dir)
+
+
+def _vector_store(settings: Settings):
+    from immray.vectors import open_store
+
+    try:
+        return open_store(settings)
+    except Exception as exc:  # unreachable server, a file another process holds
+        raise click.ClickException(f"cannot reach Milvus: {exc}") from None
+
+
+@vectors.command("check")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dataset.")
+@click.option("--no-compare", is_flag=True, help="Only look for missing and orphan vectors (faster).")
+@click.pass_obj
+def vectors_check(settings: Settings, as_json: bool, no_compare: bool) -> None:
+    """Report drift: faces missing from Milvus, stale vectors, vectors of faces the store has not (exit 1
+    when any)."""
+    import json
+
+    from immray.vectors.sync import check
+
+    db = _open_keys_database(settings)
+    try:
+        reports = check(db, _vector_store(settings), compare_vectors=not no_compare)
+    finally:
+        db.close()
+    for r in reports:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "dataset_id": r.dataset_id,
+                        "dataset": r.name,
+                        "faces": r.faces,
+                        "vectors": r.vectors,
+                        "missing": r.missing,
+                        "stale": r.stale,
+                        "orphans": r.orphans,
+                    }
+                )
+            )
+        else:
+            state = "ok" if r.clean else (
+                f"{len(r.missing)} missing, {len(r.stale)} stale, {len(r.orphans)} orphan(s)"
+            )  # fmt: skip
+            click.echo(f"{r.name} (id {r.dataset_id}): {r.faces} faces, {r.vectors} vectors: {state}")
+    if any(not r.clean for r in reports):
+        raise SystemExit(1)
+
+
+@vectors.command("rebuild")
+@click.option("--dataset", "target", required=True, metavar="PROJECT/DATASET", help="The dataset to rebuild.")
+@click.pass_obj
+def vectors_rebuild(settings: Settings, target: str) -> None:
+    """Re-create a dataset's vectors in Milvus from the faces in the database."""
+    from sqlalchemy import select
+
+    from immray.store import Dataset, Project
+    from immray.vectors.sync import rebuild
+
+    project, _, name = target.partition("/")
+    if not project or not name:
+        raise click.ClickException("--dataset must be PROJECT/DATASET")
+    db = _open_keys_database(settings)
+    try:
+        with db.read() as session:
+            dataset_id = session.scalar(
+                select(Dataset.id).join(Project).where(Project.name == project, Dataset.name == name)
+            )
+        if dataset_id is None:
+            raise click.ClickException(f"no dataset {target}")
+        deleted, written = rebuild(db, _vector_store(settings), dataset_id)
+    finally:
+        db.close()
+    click.echo(f"{target}: {deleted} vector(s) deleted, {written} written from the database")
 
 
 if __name__ == "__main__":

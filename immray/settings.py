@@ -96,11 +96,21 @@ class Settings(BaseSettings):
     # every call and every dataset whose FaceDetectionMode WorkflowParameter is ``default``.
     detector: str = Field(
         default="accurate",
-        description="accurate (MMOD CNN + HOG checked by MMOD) | hog (fast, fewer faces) | cnn (MMOD alone)",
+        description="accurate (CenterFace at the photo's own scale) | fast (on a shrunk photo, ~5x cheaper); "
+        "hog and cnn, the former dlib detectors' names, mean fast and accurate",
     )
     max_image_pixels: int = Field(default=100_000_000, description="larger images are refused as bombs")
     detect_max_side: int = Field(default=2048, description="images are downscaled to this for detection")
     min_face_px: int = Field(default=40, description="smallest face side (original pixels) to look for")
+    device: str = Field(
+        default="auto",
+        description="where the face models run: auto (the GPU the process sees, else the CPU) | cpu | cuda",
+    )
+    embedder: str = Field(
+        default="dlib-resnet-v1",
+        description="dlib-resnet-v1 (the default: dlib's ResNet on torch) | open_clip:<model>@<checkpoint path> "
+        "(an OpenCLIP image tower of one's own; its faces are never compared with another embedder's)",
+    )
     mirror: bool = Field(
         default=True,
         description="descriptors average each face with its mirror image (more accurate; a change re-keys "
@@ -140,6 +150,15 @@ class Settings(BaseSettings):
     )
     log_format: str = Field(default="text", pattern="^(text|json)$", description="json: one JSON per line")
 
+    # Face vectors (immray.vectors): a Milvus server by URI (e.g. http://milvus:19530); none: milvus-lite in
+    # data_dir/milvus, served to every immray process by the `milvus-lite server` that `immray serve` starts.
+    milvus_uri: str | None = Field(default=None, description="a Milvus server; none: milvus-lite in data_dir")
+    milvus_collection_prefix: str = Field(
+        default="immray_faces",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="collection names start with it (servers sharing one Milvus use different ones)",
+    )
+
     # Notifications: MNS/RocketMQ TopicName -> sink, e.g.
     # IMMRAY_NOTIFY_TOPICS='{"done": {"url": "redis://127.0.0.1:6379/0", "stream": "immray"}}'
     notify_topics: dict[str, NotifyTopic] = Field(default_factory=dict, description="topic name -> sink")
@@ -151,10 +170,25 @@ class Settings(BaseSettings):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, value: str) -> str:
-        from immray.faces.config import DETECTORS  # imports dlib: only when a detector is set
+        from immray.faces.config import DETECTORS
 
         if value not in DETECTORS:
             raise ValueError(f"must be one of {', '.join(DETECTORS)}, not {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, value: str) -> str:
+        from immray.faces.embed import check_embedder_spec
+
+        check_embedder_spec(value)  # ValueError with the reason
         return value
 
     @classmethod

@@ -116,11 +116,21 @@ def serve_app(settings: Settings, **deployments: dict[str, Any]) -> Iterator[str
 
     if settings.ray_namespace == "immray":
         settings = settings.model_copy(update={"ray_namespace": fresh_namespace()})
-    deploy(suite_config(settings, **deployments))
+    lite = None
+    if not settings.milvus_uri:  # as `immray serve` does: one milvus-lite server every process connects to
+        from immray.vectors.endpoint import LiteServer
+
+        lite = LiteServer(settings)
+        settings = settings.model_copy(update={"milvus_uri": lite.start()})
     try:
-        yield start_ray().serve_address
+        deploy(suite_config(settings, **deployments))
+        try:
+            yield start_ray().serve_address
+        finally:
+            kill_dataset_actors(settings.ray_namespace)
     finally:
-        kill_dataset_actors(settings.ray_namespace)
+        if lite is not None:
+            lite.stop()
 
 
 def dataset_actors(namespace: str) -> list[Any]:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 
+from immray import vectors
 from immray.api.access import AccessControl
 from immray.api.app import create_app
 from immray.api.context import ApiContext
@@ -74,6 +75,7 @@ def build_app(
     """
     owned = db is None
     database = db if db is not None else Database.connect(settings.resolved_database_url)
+    vectors.attach(database, settings)  # the services' face vector writes and deletes (immray.vectors)
     context = build_context(settings, database, analyzer)
     running = list(services(context))
     app = create_app(

@@ -1,6 +1,7 @@
 """How immray's clustering scales: synthetic descriptors fitted on real ones, 100k and 1M faces.
 
     nice python -m immray.bench.scale ../shared/eval/dev [--sizes 100000 1000000] [--embeddings FILE]
+        [--index exact faiss milvus-lite milvus]   (milvus: the server of IMMRAY_MILVUS_URI)
 
 For each size, in a fresh process (so peak memory is that run's alone): cluster every face from scratch in one
 update, then add 1,000 new faces three times (photos of known and unknown people, held out of the first
@@ -48,8 +49,48 @@ def dataset(model_path: Path, n: int, seed: int):
     return x, people, first, held
 
 
-def run_immray(model_path: Path, n: int, seed: int) -> dict:
-    from immray.clustering import Change, ClusterState, Engine, NewFace
+def index_factory(name: str):
+    """The engine's neighbour index for ``--index``: exact (numpy, the default) or the faiss baseline."""
+    if name == "faiss":
+        from immray.bench.faiss_index import faiss_index_factory
+
+        return faiss_index_factory()
+    from immray.clustering import exact_index
+
+    return exact_index
+
+
+def milvus_indexes(which: str, x: np.ndarray, out: dict):
+    """The engine's index on Milvus (``milvus-lite``: a fresh one in this process; ``milvus``: the server of
+    IMMRAY_MILVUS_URI), with every face's vector written first, as the indexing service does (timed apart:
+    ``write_s``). A server's own memory is not in this process's peak RSS."""
+    import tempfile
+
+    from pymilvus import MilvusClient
+
+    from immray.clustering.neighbours import normalise
+    from immray.vectors.index import DatasetIndexes
+    from immray.vectors.store import FaceVectors
+
+    if which == "milvus":
+        uri = os.environ.get("IMMRAY_MILVUS_URI")
+        if not uri:
+            raise SystemExit("--index milvus needs IMMRAY_MILVUS_URI (a Milvus server)")
+        store = FaceVectors(MilvusClient(uri), prefix=f"bench_{os.getpid()}", backend="server")
+    else:
+        path = Path(tempfile.mkdtemp(prefix="immray-scale-")) / "faces.db"
+        store = FaceVectors(MilvusClient(str(path)), prefix="bench", backend="lite")
+    collection = store.collection("synthetic", x.shape[1])
+    start = time.perf_counter()
+    for lo in range(0, len(x), 50_000):
+        part = np.arange(lo, min(lo + 50_000, len(x)))
+        store.upsert(collection, 1, part.tolist(), normalise(x[part]))
+    out["write_s"] = time.perf_counter() - start
+    return DatasetIndexes(store, 1, "synthetic")
+
+
+def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dict:
+    from immray.clustering import Change, Engine, NewFace
     from immray.clustering.metrics import score
 
     x, people, first, held = dataset(model_path, n, seed)
@@ -58,8 +99,14 @@ def run_immray(model_path: Path, n: int, seed: int) -> dict:
         return [NewFace(int(r), x[r], int(r), 0.9) for r in rows.tolist()]
 
     out: dict = {"faces": n, "rss_data_mb": peak_rss_mb()}
-    engine = Engine()
-    state = engine.new_state("scale")
+    if index.startswith("milvus"):
+        indexes = milvus_indexes(index, x, out)
+        engine = Engine(index_factory=indexes)
+        state = engine.new_state("scale")
+        indexes.bind(state)
+    else:
+        engine = Engine(index_factory=index_factory(index))
+        state = engine.new_state("scale")
     batch = faces(first)
     start, cpu = time.perf_counter(), time.process_time()
     engine.update(state, Change(added=batch))
@@ -84,7 +131,7 @@ def run_immray(model_path: Path, n: int, seed: int) -> dict:
     out["save_s"] = time.perf_counter() - start
     out["state_mb"] = len(blob) / 2**20
     start = time.perf_counter()
-    ClusterState.from_bytes(blob)
+    engine.load_state(blob, index=state.index)  # the vectors stay in the index: only the state is read
     out["load_s"] = time.perf_counter() - start
     out["peak_rss_end_mb"] = peak_rss_mb()
     return out
@@ -149,13 +196,20 @@ def main() -> None:
     ap.add_argument("--baseline-timeout", type=float, default=3600)
     ap.add_argument("--baseline-memory-gb", type=float, default=8.0, help="address-space cap for baselines")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--index",
+        nargs="+",
+        default=["exact"],
+        choices=["exact", "faiss", "milvus-lite", "milvus"],
+        help="engine index(es), side by side",
+    )
     ap.add_argument("--worker", nargs=3, metavar=("KIND", "N", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:
         kind, n, model_path = args.worker[0], int(args.worker[1]), Path(args.worker[2])
-        if kind == "immray":
-            result = run_immray(model_path, n, args.seed)
+        if kind.startswith("immray"):
+            result = run_immray(model_path, n, args.seed, kind.partition(":")[2] or "exact")
         else:
             result = run_baseline(model_path, n, args.seed, kind, args.baseline_memory_gb)
         print(json.dumps(result))
@@ -190,15 +244,16 @@ def main() -> None:
     print(
         f"\nmachine: {os.cpu_count()} cores, load average {load}; adds: {ADD_ROUNDS} x {ADD_BATCH:,} new faces"
     )
-    for n in args.sizes:
-        r = child(["--worker", "immray", str(n), str(model_path), "--seed", str(args.seed)], timeout=3 * 3600)
+    for n, index in ((n, index) for n in args.sizes for index in args.index):
+        worker = ["--worker", f"immray:{index}", str(n), str(model_path), "--seed", str(args.seed)]
+        r = child(worker, timeout=3 * 3600)
         if "error" in r:
-            print(f"immray {n:>9,} faces: {r['error']}")
+            print(f"immray ({index}) {n:>9,} faces: {r['error']}")
             continue
         adds = ", ".join(f"{t:.2f}" for t in r["add_s"])
         add_cpu = ", ".join(f"{t:.2f}" for t in r["add_cpu_s"])
         print(
-            f"immray {n:>9,} faces: full clustering {r['full_s']:.1f} s wall ({r['full_cpu_s']:.1f} s CPU), "
+            f"immray ({index}) {n:>9,} faces: full clustering {r['full_s']:.1f} s wall ({r['full_cpu_s']:.1f} s CPU), "
             f"peak RSS {r['peak_rss_mb']:.0f} MB (input data alone {r['rss_data_mb']:.0f} MB); "
             f"add {ADD_BATCH:,}: {adds} s wall (median {float(np.median(r['add_s'])):.2f}; CPU {add_cpu}); "
             f"{r['clusters']:,} clusters, BCubed F1 {r['bcubed_f1']:.3f}, pairwise F1 {r['pairwise_f1']:.3f}; "

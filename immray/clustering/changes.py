@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from immray.clustering.journal import Journal
+from immray.clustering.neighbours import BadEmbedding, normalise
 from immray.clustering.state import INDEPENDENT, ClusterState, face_key
 from immray.clustering.types import Change, ClusteringInputError, NewFace
 
@@ -53,13 +54,12 @@ def check_faces(faces: list[NewFace], dim: int | None) -> tuple[list[NewFace], n
         raise ClusteringInputError("each embedding must be a non-empty 1-d vector")
     if dim is not None and vectors.shape[1] != dim:
         raise ClusteringInputError(f"embeddings have {vectors.shape[1]} dimensions, the dataset has {dim}")
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
-    bad = ~np.isfinite(norms) | ~(norms > 0)
-    if bad.any():
+    try:
+        vectors = normalise(vectors)
+    except BadEmbedding as exc:
         raise ClusteringInputError(
-            f"face {faces[int(np.argmax(bad))].face_id!r}: embedding is zero or not finite"
-        )
-    vectors /= norms[:, None].astype(np.float32)
+            f"face {faces[exc.row].face_id!r}: embedding is zero or not finite"
+        ) from None
     quality = np.array([f.quality for f in faces], np.float32)
     return faces, vectors, quality
 

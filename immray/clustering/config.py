@@ -50,9 +50,6 @@ class ClusteringConfig:
     # [confidence_floor, confidence_ceiling] onto [0, 1].
     confidence_floor: float = 0.90
     confidence_ceiling: float = 0.98
-    # Index: exact below this many faces, IVF above; lists probed per search.
-    ivf_min_faces: int = 20_000
-    nprobe: int = 12
 
     def __post_init__(self) -> None:
         problems = []
@@ -81,8 +78,6 @@ class ClusteringConfig:
             problems.append("reconsider_hops must be >= 0")
         if not self.confidence_floor < self.confidence_ceiling:
             problems.append("confidence_floor must be below confidence_ceiling")
-        if self.ivf_min_faces < 1 or self.nprobe < 1:
-            problems.append("ivf_min_faces and nprobe must be >= 1")
         if problems:
             raise ValueError("invalid clustering config: " + "; ".join(problems))
 

@@ -16,6 +16,7 @@ from immray.clustering.config import ClusteringConfig
 from immray.clustering.ids import IdFactory, default_cluster_id
 from immray.clustering.incremental import cluster_active_faces
 from immray.clustering.journal import Journal
+from immray.clustering.neighbours import IndexFactory, NeighbourIndex, exact_index
 from immray.clustering.recluster import recluster
 from immray.clustering.smoothing import index_new_faces
 from immray.clustering.state import ClusterState
@@ -23,21 +24,33 @@ from immray.clustering.types import Change, ClusteringInputError, NewFace, Resul
 
 
 class Engine:
-    def __init__(self, config: ClusteringConfig | None = None, id_factory: IdFactory = default_cluster_id):
+    def __init__(
+        self,
+        config: ClusteringConfig | None = None,
+        id_factory: IdFactory = default_cluster_id,
+        index_factory: IndexFactory = exact_index,
+    ):
+        # ``index_factory`` makes the neighbour index of a new state (and of a re-clustered one): where the
+        # faces' vectors live. Exact and in memory by default; Milvus in the service.
         self.config = config or ClusteringConfig()
         self.new_id = id_factory
+        self.index_factory = index_factory
 
     def new_state(self, salt: str = "") -> ClusterState:
         """An empty state for a new dataset; ``salt`` (e.g. the dataset id) seeds its cluster ids."""
         cfg = self.config
         return ClusterState(
             salt,
-            ivf_min_faces=cfg.ivf_min_faces,
-            nprobe=cfg.nprobe,
+            index_factory=self.index_factory,
             smooth_k=cfg.smoothing_neighbours,
             smooth_sharpness=cfg.smoothing_sharpness,
             smooth_floor=cfg.smoothing_floor,
         )
+
+    def load_state(self, blob: bytes, index: NeighbourIndex | None = None) -> ClusterState:
+        """A saved state (``ClusterState.from_bytes``) whose index, if it needs a new one, is this engine's:
+        ``index`` holds its faces' vectors already, or else the caller fills the fresh one (``fill_index``)."""
+        return ClusterState.from_bytes(blob, index, index_factory=self.index_factory)
 
     def _config(self, min_faces: int | None) -> ClusteringConfig:
         if min_faces is not None and (

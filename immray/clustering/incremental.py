@@ -1,7 +1,7 @@
 """Clustering the faces of one update against the clusters that already exist.
 
-The work is local. The added faces look up their nearest neighbours in the index (IVF: a few short lists per
-face, not the whole dataset); independent faces found among them wake up and bring the neighbours they
+The work is local. The added faces look up their nearest neighbours in the index (one batched search, see
+``neighbours``); independent faces found among them wake up and bring the neighbours they
 already list, a few hops deep. The local problem is then:
 
 * units: the active faces (one unit each) and every existing cluster some active face came close to,

@@ -21,7 +21,7 @@ import numpy as np
 
 from immray.clustering.state import ClusterState, scatter_add
 
-_SEARCH_BATCH = 65_536  # queries per faiss call, to bound the memory of the results
+_SEARCH_BATCH = 65_536  # queries per index call, to bound the memory of the results
 
 
 def search(state: ClusterState, rows: np.ndarray, k: int, floor: float):

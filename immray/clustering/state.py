@@ -1,13 +1,15 @@
 """Everything the engine remembers about one dataset between updates, and its bytes form.
 
 A face is a row: arrays hold its quality, image, cluster and flags; its normalised embedding lives in the
-faiss index under the row number. Rows are never reused (a removed face only becomes dead), so ids in the
+neighbour index (``neighbours.NeighbourIndex``: in memory, or Milvus) under the row number. Rows are never reused (a removed face only becomes dead), so ids in the
 index stay valid; a full re-cluster compacts them. A cluster is a code into per-cluster arrays holding the
 sum of its members' embeddings (float64, so adding and removing faces does not drift) and its size: that is
 all average linkage needs to compare a face or a cluster with it.
 
-``to_bytes`` / ``from_bytes`` give one self-contained blob (a zip of numpy arrays, a JSON header and the
-serialised faiss index; no pickle) for the store to keep per dataset.
+``to_bytes`` / ``from_bytes`` give one blob (a zip of numpy arrays and a JSON header; no pickle) for the store to
+keep per dataset. The blob holds no vectors: they live in the index, which the caller restores (see
+``from_bytes``, ``indexed_rows`` and ``fill_index``). Version 1 blobs (which carried a faiss index) still load:
+their index member is ignored and the vectors are restored like any other's, so reading them needs no faiss.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from immray.clustering.index import FaceIndex
+from immray.clustering.neighbours import IndexFactory, NeighbourIndex, exact_index, normalise
 from immray.clustering.types import FaceId, ImageId
 
 _FORMAT = "immray-clustering-state"
-_VERSION = 1
+_VERSION = 2  # 2: no index inside (1 held a faiss index, ignored on load)
+_READABLE = (1, 2)
 INDEPENDENT = -1
 _ROWS_PER_BLOCK = 32_768  # faces per block in bulk vector work (~50 MB of float32 at a time)
 
@@ -82,16 +85,14 @@ class ClusterState:
         self,
         salt: str = "",
         *,
-        ivf_min_faces: int = 20_000,
-        nprobe: int = 12,
+        index_factory: IndexFactory = exact_index,
         smooth_k: int = 3,
         smooth_sharpness: float = 30.0,
         smooth_floor: float = 0.9,
     ) -> None:
         # ``salt`` seeds cluster ids (give the dataset's id, so two datasets never share cluster ids).
         self.salt = salt
-        self.ivf_min_faces = ivf_min_faces
-        self.nprobe = nprobe
+        self.index_factory = index_factory  # makes the index when the first face arrives
         # How faces are smoothed (see smoothing.py). Fixed for the life of a state: the cluster sums are
         # sums of smoothed vectors; a full re-cluster may change them.
         self.smooth_k = smooth_k
@@ -99,7 +100,7 @@ class ClusterState:
         self.smooth_floor = smooth_floor
         self.nbr = _Column(np.int64, smooth_k)  # each face's closest neighbours (rows), -1 padded
         self.nbr_sim = _Column(np.float32, smooth_k)
-        self.index: FaceIndex | None = None
+        self.index: NeighbourIndex | None = None
         self.face_ids: list[FaceId] = []
         self.row_of: dict[FaceId, int] = {}
         self.quality = _Column(np.float32)
@@ -168,6 +169,31 @@ class ClusterState:
         wanted[codes] = True
         return np.flatnonzero(wanted[self.cluster.data] & self.alive.data)
 
+    def indexed_rows(self) -> tuple[np.ndarray, list[FaceId]]:
+        """The rows the index must hold (every live face's), ascending, with their face ids: what a caller
+        restoring the index after ``from_bytes`` puts back (``fill_index``)."""
+        rows = np.flatnonzero(self.alive.data).astype(np.int64)
+        return rows, [self.face_ids[r] for r in rows.tolist()]
+
+    def fill_index(
+        self, embeddings_of: Callable[[list[FaceId]], np.ndarray], batch: int = _ROWS_PER_BLOCK
+    ) -> None:
+        """Put every live face's vector into the (empty) index, in batches: ``embeddings_of(face_ids)`` gives
+        the embeddings exactly as the engine was given them ((n, dim), not necessarily normalised); they are
+        normalised as when they were added, so the restored state computes the same results bit for bit. ValueError when an
+        embedding is missing, of another dimension, zero or not finite."""
+        if self.index is None:
+            return
+        rows, face_ids = self.indexed_rows()
+        for lo in range(0, len(rows), batch):
+            part = rows[lo : lo + batch]
+            raw = np.asarray(embeddings_of(face_ids[lo : lo + batch]), np.float32)
+            if raw.shape != (len(part), self.index.dim):
+                raise ValueError(
+                    f"expected {len(part)} embeddings of {self.index.dim} dimensions, got shape {raw.shape}"
+                )
+            self.index.add(part, normalise(raw))
+
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
         """The normalised embeddings of ``rows``, as given."""
         assert self.index is not None
@@ -214,7 +240,7 @@ class ClusterState:
     def add_faces(self, face_ids: list[FaceId], vectors: np.ndarray, quality: np.ndarray, images: list[int]):
         """Append faces as independent rows; returns their rows."""
         if self.index is None:
-            self.index = FaceIndex(vectors.shape[1], ivf_min_faces=self.ivf_min_faces, nprobe=self.nprobe)
+            self.index = self.index_factory(vectors.shape[1])
             self.sums = _Column(np.float64, vectors.shape[1])
         start = len(self.face_ids)
         rows = np.arange(start, start + len(face_ids), dtype=np.int64)
@@ -273,8 +299,7 @@ class ClusterState:
             "format": _FORMAT,
             "version": _VERSION,
             "salt": self.salt,
-            "ivf_min_faces": self.ivf_min_faces,
-            "nprobe": self.nprobe,
+            "dim": self.dim,
             "smooth_k": self.smooth_k,
             "smooth_sharpness": self.smooth_sharpness,
             "smooth_floor": self.smooth_floor,
@@ -304,14 +329,19 @@ class ClusterState:
             for name, arr in arrays.items():
                 with zf.open(_member(f"{name}.npy"), "w", force_zip64=True) as fh:
                     np.save(fh, arr, allow_pickle=False)
-            if self.index is not None:
-                with zf.open(_member("index.faiss"), "w", force_zip64=True) as fh:
-                    fh.write(self.index.to_bytes())
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ClusterState:
-        """Load a state saved by ``to_bytes``; ValueError (never a crash) for anything else."""
+    def from_bytes(
+        cls, data: bytes, index: NeighbourIndex | None = None, *, index_factory: IndexFactory = exact_index
+    ) -> ClusterState:
+        """Load a state saved by ``to_bytes``; ValueError (never a crash) for anything else.
+
+        ``index`` is the index that holds (or will hold) the vectors of the state's faces, under their rows:
+        Milvus in production. Without it, ``index_factory`` makes an empty one, which the caller must fill
+        (``fill_index``) before the state is used. ``index_factory`` also makes the index of a state that had
+        no face yet.
+        """
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             header = json.loads(zf.read("header.json"))
@@ -320,15 +350,17 @@ class ClusterState:
         if not isinstance(header, dict):
             raise ValueError("not a immray clustering state")
         try:
-            return cls._parse(zf, header)
+            return cls._parse(zf, header, index, index_factory)
         except ValueError:
             raise
         except (KeyError, TypeError, IndexError, EOFError, OSError, RuntimeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"clustering state is corrupt: {exc!r}") from exc
 
     @classmethod
-    def _parse(cls, zf: zipfile.ZipFile, header: dict) -> ClusterState:
-        if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+    def _parse(
+        cls, zf: zipfile.ZipFile, header: dict, index: NeighbourIndex | None, index_factory: IndexFactory
+    ) -> ClusterState:
+        if header.get("format") != _FORMAT or header.get("version") not in _READABLE:
             raise ValueError(
                 f"unsupported clustering state format: {header.get('format')} v{header.get('version')}"
             )
@@ -339,8 +371,7 @@ class ClusterState:
 
         st = cls(
             header["salt"],
-            ivf_min_faces=header["ivf_min_faces"],
-            nprobe=header["nprobe"],
+            index_factory=index_factory,
             smooth_k=header["smooth_k"],
             smooth_sharpness=header["smooth_sharpness"],
             smooth_floor=header["smooth_floor"],
@@ -362,9 +393,17 @@ class ClusterState:
         st.names = header["names"]
         st.apart = {(int(r), int(c)) for r, c in arr("apart")}
         st.created = header["created"]
-        if "index.faiss" in zf.namelist():
-            st.index = FaceIndex.from_bytes(zf.read("index.faiss"))
-            st.sums = _Column(np.float64, st.index.dim, data=arr("sums"))
+        if "sums.npy" in zf.namelist():  # the state has had faces: it has a dimension and cluster sums
+            sums = arr("sums")
+            dim = header["dim"] if header["version"] >= 2 else sums.shape[1]
+            if not isinstance(dim, int) or isinstance(dim, bool) or sums.ndim != 2 or sums.shape[1] != dim:
+                raise ValueError("clustering state is corrupt: embedding dimension")
+            if index is None:
+                index = index_factory(dim)
+            elif index.dim != dim:
+                raise ValueError(f"the index holds {index.dim}-d vectors, the clustering state {dim}-d")
+            st.index = index
+            st.sums = _Column(np.float64, dim, data=sums)
         n = len(st.face_ids)
         if not (len(st.quality) == len(st.image) == len(st.cluster) == len(st.alive) == len(st.nbr) == n):
             raise ValueError("clustering state is corrupt: column lengths differ")

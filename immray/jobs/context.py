@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from immray import vectors
 from immray.jobs.face_analysis import FaceAnalysis, InProcessAnalysis
 from immray.services.database import Database
 from immray.services.tasks import LeaseLost, finish_task, report_progress
@@ -45,6 +46,7 @@ class JobContext:
         self.payload = payload
         self.db = db
         self.settings = settings
+        vectors.attach(db, settings)  # where the services it runs write face vectors (immray.vectors)
         self.task_id = task_id
         self.owner = owner
         self.attempt = attempt  # 2 and more: an earlier run was cut short, so the job must be idempotent

@@ -88,18 +88,13 @@ def create_merging_task(
 def run_merging(db: Database, run: TaskRun, dataset_id: int, to: str, froms: Sequence[str]) -> dict[str, int]:
     """Merge ``froms`` into ``to`` through the engine and commit it with the end of ``run``'s task."""
     run.progress(1)
+    engine = clustering_engine()
     with db.read() as session:
         saved = session.get(ClusteringState, dataset_id)
-        loaded = (
-            None
-            if saved is None
-            else (saved.state, saved.version, saved.clustered_seq, saved.embedding_model)
-        )
-    if loaded is None:
-        raise ImmError.resource_not_found("figure cluster", to)
-    blob, version, clustered_seq, model = loaded
-    engine = clustering_engine()
-    state = load_state(engine, blob, "")
+        if saved is None:
+            raise ImmError.resource_not_found("figure cluster", to)
+        version, clustered_seq, model = saved.version, saved.clustered_seq, saved.embedding_model
+        state = load_state(engine, saved.state, "", session)
     for cid in [to, *froms]:
         if cid not in state.code_of:  # gone since the request (emptied by a clustering task)
             raise ImmError.resource_not_found("figure cluster", cid)

@@ -7,6 +7,11 @@ The request records a ``FaceClustering`` task and returns. A worker then runs :f
 3. in ONE transaction: save the new state (refused if another run saved first), write the assignments,
    the cluster rows, counts and covers, drop the tombstones, end the task and queue its notification.
 
+The engine's neighbour index is the dataset's vectors in Milvus (``immray.vectors``) when the process has a
+vector store (a job context's settings: the dataset actor's); the index upserts the vectors of the faces it
+takes that Milvus lacks (a write lost between an indexing commit and Milvus), and the vectors of the
+tombstones leave Milvus once the engine is done with them. A bare run (benchmarks) keeps them in memory.
+
 Tasks of one dataset share a serial key, so they run one after the other, oldest first. A run cut short
 before step 3 commits nothing; the next run starts from the same saved state and, the engine being
 deterministic, gives the same clusters with the same ids.
@@ -21,14 +26,18 @@ from typing import Any, Protocol
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
+from immray import vectors
 from immray.clustering import ClusterState
 from immray.services.cluster_writes import Outcome, write_outcome
+from immray.services.clustering_change import _first_model as first_model
 from immray.services.clustering_change import later_moves, plan_changes, read_pending
 from immray.services.clustering_engine import clustering_engine, dataset_salt, load_state
 from immray.services.database import Database
 from immray.services.datasets import find_dataset
 from immray.services.tasks import NewTask, TaskRecord, create_task, dataset_serial_key, submit_task
 from immray.store import ClusteringState
+from immray.vectors.index import DatasetIndexes, MilvusIndex
+from immray.vectors.store import FaceVectors
 
 log = logging.getLogger("immray.clustering")
 
@@ -107,14 +116,23 @@ def create_clustering_task(
 def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int]:
     """Cluster what changed in dataset ``dataset_id`` and commit it with the end of ``run``'s task."""
     run.progress(1)
+    store = task_vectors(db, run)
+    cache: StateCache | None = getattr(run, "state_cache", None)
     with db.read() as session:
         pending = read_pending(session, dataset_id)
-    run.progress(10)
-    engine = clustering_engine()
-    cache: StateCache | None = getattr(run, "state_cache", None)
-    state = cache.take(dataset_id, pending.state_version) if cache is not None else None
-    if state is None:
-        state = load_state(engine, pending.state_blob, dataset_salt(dataset_id, pending.created_at))
+        run.progress(10)
+        model = pending.embedding_model or first_model(pending.figures)
+        indexes = DatasetIndexes(store, dataset_id, model) if store is not None and model else None
+        engine = clustering_engine(indexes)
+        state = cache.take(dataset_id, pending.state_version) if cache is not None else None
+        if state is not None and indexes is not None and not _same_store(state, store):
+            state = None  # held from a run without Milvus (or another one): load it again
+        if state is None:  # the saved state, its index restored in the same read (one snapshot)
+            salt = dataset_salt(dataset_id, pending.created_at)
+            state = load_state(engine, pending.state_blob, salt, session, indexes)
+        elif indexes is not None and state.index is None:  # held before it had faces: they go to Milvus
+            state.index_factory = indexes
+            indexes.bind(state)
     run.progress(20)
     plan = plan_changes(state, pending)
     outcome = Outcome.starting_from(state)
@@ -126,6 +144,11 @@ def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int
     if moves is not None:
         outcome.add(engine.update(state, moves, min_faces=pending.min_faces))
     outcome.settle(state)
+    if store is not None and pending.tombstones:
+        # The deleted faces' vectors leave Milvus now that the engine, which reads them to take the faces
+        # out, is done; before the commit, so a cut run finds its tombstones again and deletes them again
+        # (its restored state gets their vectors back from the store).
+        store.delete_keys(pending.tombstones)
     run.progress(70)
     blob = state.to_bytes()
     run.progress(80)
@@ -145,6 +168,21 @@ def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int
         cache.keep(dataset_id, (pending.state_version or 0) + 1, state)
     log.info("dataset %s clustered up to change %s: %s", dataset_id, pending.upto, result)
     return result
+
+
+def task_vectors(db: Database, run: TaskRun) -> FaceVectors | None:
+    """The vector store a task's engine keeps its vectors in: the one attached to ``db`` in this process,
+    else the one of the task's settings (a job context's); None (in memory) for a bare run."""
+    store = vectors.for_db(db)
+    settings = getattr(run, "settings", None)
+    if store is None and settings is not None:
+        vectors.attach(db, settings)
+        store = vectors.for_db(db)
+    return store
+
+
+def _same_store(state: ClusterState, store: FaceVectors) -> bool:
+    return state.index is None or (isinstance(state.index, MilvusIndex) and state.index.store is store)
 
 
 def save_state(

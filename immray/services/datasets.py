@@ -10,12 +10,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from immray import vectors
 from immray.protocol.errors import ImmError
 from immray.services import workflow_parameters
 from immray.services.database import Database
 from immray.services.listing import Listing, list_page
 from immray.services.projects import DatasetLimits, find_project
 from immray.store import Binding, Dataset, File, SortKey, starts_with, utcnow
+from immray.vectors import sync as vector_sync
 
 
 @dataclass(frozen=True)
@@ -177,3 +179,6 @@ def delete_dataset(db: Database, project: str, name: str) -> None:
         session.execute(
             delete(Dataset).where(Dataset.id == row.id), execution_options={"synchronize_session": False}
         )
+        dataset_id = row.id
+    # After the commit: its vectors leave Milvus (``vectors check`` reports any a failure leaves behind).
+    vector_sync.delete_dataset(vectors.for_db(db), dataset_id)

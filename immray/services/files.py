@@ -3,7 +3,8 @@
 
 Faces and clustering. Deleting a file's metadata never touches the photo: its faces become tombstones
 (``deleted_at`` and a new change number, ``file_id`` cleared) that the next clustering task takes out of
-their clusters. UpdateFileMeta's ``Figures`` record a user correction as a constraint on the face, applied
+their clusters, and whose vectors that task deletes from Milvus (the engine reads them to take the faces
+out). UpdateFileMeta's ``Figures`` record a user correction as a constraint on the face, applied
 by the next clustering task (until then GetFileMeta shows the face where it was):
 
 - into a cluster: ``pinned_cluster_id`` = that cluster (taken out of ``excluded_cluster_ids`` if listed);

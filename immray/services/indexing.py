@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from immray import vectors
 from immray.faces import AnalyzedImage, ImageError
 from immray.jobs.submission import submit
 from immray.notify import enqueue, envelope, notification_topics
@@ -42,6 +43,7 @@ from immray.services.input_files import INDEX_REQUEST_KEY, InputFile
 from immray.services.tasks import new_event_id
 from immray.sources import SourceInfo, SourceRefused, Sources, SourceUnreadable
 from immray.store import Dataset, Figure, File, ObjectStatus, next_change_seq, utcnow
+from immray.vectors.sync import FaceVector, write_faces
 
 log = logging.getLogger("immray.indexing")
 
@@ -241,6 +243,7 @@ def _finish(
     analyzed: AnalyzedImage | None = None,
     embedding_model: str = "",
 ) -> str | None:
+    stored: list[Figure] = []
     with db.write() as session:
         row = session.get(File, file_id)
         if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
@@ -259,10 +262,17 @@ def _finish(
                 row.figure_count = None
         else:
             assert analyzed is not None and info is not None
-            _store_faces(session, row, analyzed, embedding_model)
+            stored = _store_faces(session, row, analyzed, embedding_model)
             row.fingerprint = info.fingerprint
         complete_events(session, dataset, {event_id})
-        return row.object_status
+        session.flush()
+        status = row.object_status
+        new_vectors = [FaceVector(f.id, f.dataset_id, f.embedding_model, f.vector) for f in stored]
+    # After the commit: the faces are the record; their vectors follow (a crash here is repaired by the
+    # next clustering task, which upserts what Milvus lacks).
+    if new_vectors:
+        write_faces(vectors.for_db(db), new_vectors)
+    return status
 
 
 def _source_fields(row: File, info: SourceInfo) -> None:
@@ -280,8 +290,10 @@ def _mark_failed(row: File, reason: str) -> None:
     row.fingerprint = None  # re-indexing a failed file always tries again
 
 
-def _store_faces(session: Session, row: File, analyzed: AnalyzedImage, embedding_model: str) -> None:
+def _store_faces(session: Session, row: File, analyzed: AnalyzedImage, embedding_model: str) -> list[Figure]:
+    """Replace the file's faces with the analysed ones; returns the new face rows."""
     tombstone_figures(session, row.dataset_id, [row.id])
+    stored = []
     if analyzed.faces:
         seq = next_change_seq(session, row.dataset_id)
         for face in analyzed.faces:
@@ -304,12 +316,14 @@ def _store_faces(session: Session, row: File, analyzed: AnalyzedImage, embedding
             )
             figure.set_vector(face.embedding, embedding_model)
             session.add(figure)
+            stored.append(figure)
     row.content_type = analyzed.content_type
     row.image_width = analyzed.width
     row.image_height = analyzed.height
     row.figure_count = len(analyzed.faces)
     row.object_status = ObjectStatus.INDEXED
     row.reason = None
+    return stored
 
 
 # --- the end of a request -----------------------------------------------------------------------

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
+
 import numpy as np
 import pytest
 from clustering_helpers import DIM, People, add, groups
 
+from immray.bench.faiss_index import faiss_index_factory
 from immray.clustering import (
     Change,
     ClusteringConfig,
     ClusteringInputError,
     ClusterState,
     Engine,
+    ExactIndex,
     Merge,
     Move,
     NewFace,
+    exact_index,
 )
 
 
@@ -53,25 +60,93 @@ def test_a_custom_id_factory_is_used():
     assert result.created == ("Cluster-ds-0-ann-0001",)
 
 
-@pytest.mark.parametrize("ivf_min_faces", [20_000, 60])
-def test_state_round_trips_through_bytes(ivf_min_faces):
-    """Saving and loading between updates changes nothing, with the exact index and with IVF."""
+def _reload(engine: Engine, state: ClusterState, how: str, raw: dict) -> ClusterState:
+    """The state through its bytes, its index restored the way a caller would."""
+    blob = state.to_bytes()
+    if how == "fresh index, refilled":  # as the service does from the store's embeddings
+        loaded = engine.load_state(blob)
+        loaded.fill_index(lambda ids: np.stack([raw[f] for f in ids]), batch=7)
+        return loaded
+    return engine.load_state(blob, index=state.index)  # the index lives on (Milvus, or memory)
+
+
+@pytest.mark.parametrize(
+    "how, factory",
+    [
+        ("same index", exact_index),
+        ("fresh index, refilled", exact_index),
+        ("same index", faiss_index_factory(ivf_min_faces=60)),  # any NeighbourIndex: faiss IVF here
+    ],
+)
+def test_state_round_trips_through_bytes(how, factory):
+    """Saving and loading between updates changes nothing, whether the index lives on or is refilled."""
     faces = _crowd(seed=2, n_people=40)
-    engine = Engine(ClusteringConfig(ivf_min_faces=ivf_min_faces))
+    raw = {f.face_id: f.embedding for f in faces}  # what the engine was given, as the store keeps it
+    engine = Engine(index_factory=factory)
     parts = np.array_split(np.arange(len(faces)), 5)
     kept = engine.new_state("ds")
     reloaded = engine.new_state("ds")
-    for part in parts:
-        change = Change(added=[faces[i] for i in part])
+    gone = faces[int(parts[0][0])].face_id  # removed in the second update: its row dies, its vector goes
+    for n, part in enumerate(parts):
+        change = Change(added=[faces[i] for i in part], removed=[gone] if n == 1 else [])
         r1 = engine.update(kept, change)
-        reloaded = ClusterState.from_bytes(reloaded.to_bytes())
+        reloaded = _reload(engine, reloaded, how, raw)
         r2 = engine.update(reloaded, change)
         assert r1 == r2
     assert kept.to_bytes() == reloaded.to_bytes()
-    assert kept.index is not None and kept.index.is_ivf == (ivf_min_faces < len(faces))
-    loaded = ClusterState.from_bytes(kept.to_bytes())
-    some = np.arange(10)
-    assert np.array_equal(loaded.embeddings(some), kept.embeddings(some))
+    loaded = _reload(engine, kept, how, raw)
+    rows, ids = loaded.indexed_rows()
+    assert loaded.index is not None and loaded.index.ntotal == len(rows) == len(faces) - 1
+    assert np.array_equal(loaded.embeddings(rows), kept.embeddings(rows))
+    assert ids == [loaded.face_ids[r] for r in rows.tolist()] and gone not in ids
+
+
+def test_state_bytes_hold_no_vectors_and_load_with_an_index_of_their_dimension():
+    faces = _crowd(seed=3)
+    state = Engine().new_state("ds")
+    add(Engine(), state, faces)
+    with zipfile.ZipFile(io.BytesIO(state.to_bytes())) as zf:
+        assert not any("index" in name for name in zf.namelist())
+        assert json.loads(zf.read("header.json"))["dim"] == DIM
+    with pytest.raises(ValueError, match="16-d vectors"):
+        ClusterState.from_bytes(state.to_bytes(), index=ExactIndex(16))
+    empty = Engine().new_state("ds")
+    assert ClusterState.from_bytes(empty.to_bytes()).index is None
+
+
+def test_a_version_1_state_loads_without_its_faiss_index():
+    """Blobs saved before issue 15 carried a faiss index: it is ignored; the vectors are restored."""
+    faces = _crowd(seed=5)
+    engine = Engine()
+    state = engine.new_state("ds")
+    add(engine, state, faces[:30])
+    old = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(state.to_bytes())) as new, zipfile.ZipFile(old, "w") as zf:
+        for info in new.infolist():
+            data = new.read(info)
+            if info.filename == "header.json":
+                header = json.loads(data)
+                header.update(version=1, ivf_min_faces=20_000, nprobe=12)
+                del header["dim"]
+                data = json.dumps(header).encode()
+            zf.writestr(info, data)
+        zf.writestr("index.faiss", b"\x00" * 64)  # never read
+    loaded = ClusterState.from_bytes(old.getvalue())
+    raw = {f.face_id: f.embedding for f in faces}
+    loaded.fill_index(lambda ids: np.stack([raw[f] for f in ids]))
+    assert loaded.dim == DIM and loaded.to_bytes() == state.to_bytes()
+    assert engine.update(loaded, Change(added=faces[30:])) == engine.update(state, Change(added=faces[30:]))
+
+
+def test_a_state_refuses_a_refill_that_does_not_fit():
+    faces = _crowd(seed=6)
+    state = Engine().new_state("ds")
+    add(Engine(), state, faces)
+    loaded = ClusterState.from_bytes(state.to_bytes())
+    with pytest.raises(ValueError, match="expected"):
+        loaded.fill_index(lambda ids: np.zeros((len(ids), DIM + 1), np.float32))
+    with pytest.raises(ValueError, match="zero or not finite"):
+        loaded.fill_index(lambda ids: np.zeros((len(ids), DIM), np.float32))
 
 
 def test_garbage_bytes_are_refused_clearly():

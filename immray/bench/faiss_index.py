@@ -1,4 +1,8 @@
-"""The nearest-neighbour index of a dataset's faces (faiss), which is also where their embeddings live.
+"""The engine's faiss index of old (``FaceIndex``), kept as the scale bench's baseline ``NeighbourIndex``.
+
+Until issue 15 the engine kept each dataset's vectors in this index and saved it inside the state blob. The
+engine now takes any ``immray.clustering.neighbours.NeighbourIndex``; this one runs beside ``ExactIndex`` and
+Milvus in ``immray.bench.scale`` (``faiss_index_factory``). Nothing outside ``immray.bench`` imports faiss.
 
 Small datasets use an exact flat index. Past ``ivf_min_faces`` the index becomes an inverted file (IVF-Flat)
 with about ``n / 250`` lists: a search scans ``nprobe`` lists of ~250 faces whatever the size of the dataset,
@@ -8,11 +12,13 @@ training, an amortised O(1) per face. Training and the graph are built on one th
 the same index, byte for byte.
 
 Faces are addressed by their row number in the engine's state (faiss id = row). The index keeps the exact
-normalised vectors and can return them by id, so the state does not store the embeddings a second time; the
-whole index serialises to bytes that travel with the dataset.
+normalised vectors and can return them by id. ``to_bytes``/``from_bytes`` serialise it (the old state blob's
+``index.faiss`` member is such bytes, after a 32-byte header).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -41,7 +47,8 @@ class _OneThread:
 
 
 class FaceIndex:
-    """Inner-product search over normalised embeddings keyed by int64 ids."""
+    """Inner-product search over normalised embeddings keyed by int64 ids (a ``NeighbourIndex``; unlike
+    ``ExactIndex``, adding an id it already holds adds a second copy, and IVF search is approximate)."""
 
     def __init__(self, dim: int, *, ivf_min_faces: int = 20_000, nprobe: int = 12) -> None:
         if dim <= 0:
@@ -104,12 +111,19 @@ class FaceIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar ids for each query (similarity, id); missing slots have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        want = max(1, k)
         k = max(1, min(k, self.ntotal))
         if len(queries) == 0 or self.ntotal == 0:
-            return np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
+            return np.full((len(queries), want), -np.inf, np.float32), np.full(
+                (len(queries), want), -1, np.int64
+            )
         if self.is_ivf:
             faiss.extract_index_ivf(self._index).nprobe = self.nprobe
         sims, ids = self._index.search(queries, k)
+        if k < want:  # the protocol's shape: (m, want), padded with id -1
+            pad = want - k
+            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         return sims, ids
 
     def _build_ivf(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -168,3 +182,8 @@ class FaceIndex:
         if out._index.d != dim:
             raise ValueError("face index is corrupt: dimension mismatch")
         return out
+
+
+def faiss_index_factory(*, ivf_min_faces: int = 20_000, nprobe: int = 12) -> Callable[[int], FaceIndex]:
+    """An ``IndexFactory`` for ``Engine``: today's faiss index (flat, then IVF past ``ivf_min_faces``)."""
+    return lambda dim: FaceIndex(dim, ivf_min_faces=ivf_min_faces, nprobe=nprobe)

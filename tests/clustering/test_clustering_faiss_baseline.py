@@ -1,11 +1,11 @@
-"""The faiss index: exact below the IVF threshold, inverted lists above it; ids, vectors and bytes survive."""
+"""The faiss baseline index (immray.bench.faiss_index): exact below the IVF threshold, inverted lists above it; ids, vectors and bytes survive."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from immray.clustering.index import FaceIndex
+from immray.bench.faiss_index import FaceIndex
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:

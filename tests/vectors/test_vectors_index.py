@@ -1,0 +1,77 @@
+"""MilvusIndex answers like the exact in-memory index, and the engine on it forms the same clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+from faces_kit import people_faces
+
+from immray.clustering import Change, Engine, NewFace
+from immray.clustering.neighbours import ExactIndex, normalise
+from immray.vectors import index as milvus_index
+from immray.vectors import open_store
+from immray.vectors.index import DatasetIndexes
+
+
+class _Rows:
+    """Stands in for a state: rows are face keys + 1000."""
+
+    face_ids = list(range(1000, 1200))
+
+
+def test_search_matches_the_exact_index_despite_faces_it_does_not_hold(milvus_settings):
+    store = open_store(milvus_settings)
+    indexes = DatasetIndexes(store, 3, "test-model")
+    indexes.bind(_Rows)
+    index = indexes(128)
+    raw, _ = people_faces(20, 6, seed=3)
+    vectors = normalise(raw)
+    # Faces of the dataset Milvus holds but the index does not (indexed since the task read its changes):
+    store.upsert(index.collection, 3, list(range(1100, 1200)), np.repeat(vectors[:1], 100, axis=0))
+    exact = ExactIndex(128)
+    rows = np.arange(0, 100)
+    index.add(rows, vectors[:100])
+    exact.add(rows, vectors[:100])
+    index.remove(np.array([5, 6]))
+    exact.remove(np.array([5, 6]))
+    assert index.ntotal == exact.ntotal == 98
+    sims, ids = index.search(vectors, 4)
+    esims, eids = exact.search(vectors, 4)
+    assert np.array_equal(ids, eids)
+    assert np.allclose(sims, esims, atol=1e-5)
+    assert np.array_equal(index.vectors(np.array([9, 2])), vectors[[9, 2]])
+
+
+def _engine_run(engine: Engine, indexes: DatasetIndexes | None, raw: np.ndarray) -> dict[int, str | None]:
+    state = engine.new_state("dataset:1")
+    if indexes is not None:
+        indexes.bind(state)
+    half = len(raw) // 2
+    for lo, hi in ((0, half), (half, len(raw))):  # a first task, then faces added to it
+        faces = [NewFace(i, raw[i], i // 2, 0.9) for i in range(lo, hi)]
+        engine.update(state, Change(added=faces), min_faces=2)
+    return {i: state.cluster_of(i) for i in range(len(raw))}
+
+
+def test_the_engine_forms_the_same_clusters_on_milvus_as_in_memory(milvus_settings):
+    raw, who = people_faces(15, 8, seed=4)
+    in_memory = _engine_run(Engine(), None, raw)
+    indexes = DatasetIndexes(open_store(milvus_settings), 1, "test-model")
+    on_milvus = _engine_run(Engine(index_factory=indexes), indexes, raw)
+    assert on_milvus == in_memory
+    assert len({c for c in in_memory.values() if c}) >= 10  # it did cluster
+
+
+def test_a_bulk_search_reads_the_vectors_from_milvus_and_answers_alike(milvus_settings, monkeypatch):
+    store = open_store(milvus_settings)
+    indexes = DatasetIndexes(store, 4, "test-model")
+    indexes.bind(_Rows)
+    index = indexes(128)
+    raw, _ = people_faces(10, 5, seed=10)
+    vectors = normalise(raw)
+    index.add(np.arange(50), vectors)
+    by_milvus = index.search(vectors, 3)
+    monkeypatch.setattr(milvus_index, "BULK_QUERIES", 1)  # every search takes the bulk path
+    index._cache.clear()  # so the bulk path reads the vectors back from Milvus
+    by_bulk = index.search(vectors, 3)
+    assert np.array_equal(by_bulk[1], by_milvus[1])
+    assert np.allclose(by_bulk[0], by_milvus[0], atol=1e-5)
