@@ -1,40 +1,28 @@
-"""What this installation runs: the dlib build and the configured face pipeline.
+"""What this installation runs: torch, the device the face models use, and the configured face pipeline.
 
-`immray info` prints it so an operator can tell at a glance whether the fast OpenBLAS build of dlib is in
-use (descriptors about 5x faster than the prebuilt dlib-bin wheel) or the fallback.
+`immray info` prints it so an operator can tell at a glance whether the models run on a GPU (and which), how
+many CPU threads torch may use, and which detector and embedder are configured.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import torch
 
 from immray import __version__
 from immray.faces import AnalyzerConfig, get_analyzer
 
 
-def _dlib_distribution() -> str:
-    for name in ("dlib", "dlib-bin"):
-        try:
-            return f"{name} {importlib.metadata.version(name)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "unknown"
-
-
 def runtime_info(config: AnalyzerConfig) -> dict[str, object]:
-    """Facts about the dlib build and the pipeline ``config`` selects (loads the models once)."""
-    import dlib
-
+    """Facts about torch and the pipeline ``config`` selects (loads the models once)."""
     analyzer = get_analyzer(config)
-    blas = bool(dlib.DLIB_USE_BLAS)
+    device = analyzer.device
     return {
         "immray": __version__,
-        "dlib": f"{dlib.__version__} ({_dlib_distribution()})",
-        "dlib_blas": blas,
-        "dlib_lapack": bool(dlib.DLIB_USE_LAPACK),
-        "dlib_avx": bool(dlib.USE_AVX_INSTRUCTIONS),
-        "dlib_cuda": bool(dlib.DLIB_USE_CUDA),
-        "dlib_build": "source build with BLAS (fast)" if blas else "no BLAS (slow descriptors: dlib-bin?)",
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu_threads": torch.get_num_threads(),
         "detector": config.detector,
         "embedder": f"{analyzer.embedder.name} ({analyzer.embedder.dimension}-d)",
         "detect_max_side": config.detect_max_side,

@@ -1,11 +1,10 @@
-"""`immray info` tells which dlib build runs and which detector is configured (accurate unless set);
-CI insists on the fast OpenBLAS build. A bad setting is a one-line error naming it."""
+"""`immray info` tells which torch runs, on which device, and which detector and embedder are configured
+(accurate unless set). A bad setting is a one-line error naming it."""
 
 import json
-import os
 
-import dlib
 import pytest
+import torch
 from click.testing import CliRunner
 
 from immray.cli import main
@@ -13,21 +12,32 @@ from immray.faces.config import DETECTORS
 from immray.settings import Settings, get_settings
 
 
-def test_info_reports_the_running_dlib_and_pipeline():
+def test_info_reports_the_running_torch_and_pipeline():
     result = CliRunner().invoke(main, ["info", "--json"])
     assert result.exit_code == 0, result.output
     facts = json.loads(result.output)
-    assert facts["dlib"].startswith(dlib.__version__)
-    assert facts["dlib_blas"] is bool(dlib.DLIB_USE_BLAS)
+    assert facts["torch"] == torch.__version__
+    assert facts["cuda_available"] is torch.cuda.is_available()
+    assert facts["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert facts["embedder"].endswith("(128-d)")
-    assert facts["detector"]
+    assert facts["detector"] == "accurate"
 
 
 def test_the_server_detects_faces_in_accurate_mode_unless_told_otherwise():
     assert Settings.model_fields["detector"].default == "accurate"
     assert {Settings(detector=name).detector for name in DETECTORS} == set(DETECTORS)
-    with pytest.raises(ValueError, match="must be one of accurate, hog, cnn, not 'fast'"):
-        Settings(detector="fast")  # a dataset's mode, not a detector
+    # the former dlib detectors' names are kept as aliases of the torch modes
+    assert Settings(detector="hog").detector == "hog"
+    with pytest.raises(ValueError, match="must be one of accurate, fast, hog, cnn, not 'yolo'"):
+        Settings(detector="yolo")
+
+
+def test_the_device_and_the_embedder_are_settings():
+    assert Settings().device == "auto" and Settings().embedder == "dlib-resnet-v1"
+    with pytest.raises(ValueError, match="must be auto, cpu, cuda or cuda:N, not 'tpu'"):
+        Settings(device="tpu")
+    with pytest.raises(ValueError, match="embedder must be dlib-resnet-v1 or open_clip:"):
+        Settings(embedder="facenet")
 
 
 def test_a_bad_setting_is_a_one_line_error_naming_it(monkeypatch):
@@ -40,17 +50,8 @@ def test_a_bad_setting_is_a_one_line_error_naming_it(monkeypatch):
     for result in results:
         assert result.exit_code == 1, result.output
         assert result.output == (
-            "Error: invalid setting IMMRAY_DETECTOR: must be one of accurate, hog, cnn, not 'yolo'\n"
+            "Error: invalid setting IMMRAY_DETECTOR: must be one of accurate, fast, hog, cnn, not 'yolo'\n"
         )
-
-
-@pytest.mark.skipif(
-    os.environ.get("IMMRAY_REQUIRE_FAST_DLIB") != "1", reason="only where the fast build is required"
-)
-def test_the_fast_dlib_build_is_installed():
-    assert dlib.DLIB_USE_BLAS, (
-        "deploy/local/install_dlib.sh fell back to dlib-bin: see its warning in the setup output"
-    )
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,11 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.immray-installed
-want=$(cat pyproject.toml deploy/local/install_dlib.sh | sha256sum | cut -d' ' -f1)
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing immray and its dependencies into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch comes as PyPI's CUDA build (it runs on the CPU too); nothing is compiled.
   .venv/bin/python -m pip install --quiet -e '.[test,bench]'
   echo "$want" > "$stamp"
 fi
-# dlib: the OpenBLAS build (cached wheel after the first time), else dlib-bin with a warning.
-deploy/local/install_dlib.sh

@@ -1,17 +1,24 @@
-"""Image bytes -> faces: decode, detect (downscaled), landmark and embed (full resolution), score."""
+"""Image bytes -> faces, a batch at a time: decode each photo, detect in all of them as tensor batches, align
+every face found, embed all the faces of the batch in one forward pass, score them.
+
+One bad photo of a batch fails alone (its slot holds the ``ImageError``); the others go on. The models are
+loaded once per process (``get_analyzer``) and shared by every configuration that uses them.
+"""
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
-import dlib
 import numpy as np
 
-from immray.faces.align import FivePointAligner, points
+from immray.faces.align import FaceAligner
 from immray.faces.config import AnalyzerConfig
 from immray.faces.decode import DecodedImage, decode_image
 from immray.faces.detect import Detection
-from immray.faces.embed import DlibResNetEmbedder, Embedder, MirroredEmbedder
+from immray.faces.device import resolve_device
+from immray.faces.embed import Embedder, MirroredEmbedder, make_embedder
+from immray.faces.errors import ImageError
 from immray.faces.quality import face_quality, head_pose, sharpness
 from immray.faces.results import AnalyzedImage, Boundary, Face
 from immray.faces.strategy import DetectionStrategy, make_strategy
@@ -19,7 +26,8 @@ from immray.faces.strategy import DetectionStrategy, make_strategy
 
 class Analyzer:
     """The face pipeline for one configuration. Build it once per process (``get_analyzer``): the models
-    load in the constructor. Safe to share between threads, which take turns on each model."""
+    load in the constructor. Safe to share between threads: a batch runs under one lock, because torch
+    already spreads one batch over the cores it is given, and interleaved batches would only fight for them."""
 
     def __init__(
         self,
@@ -27,44 +35,83 @@ class Analyzer:
         *,
         detector: DetectionStrategy | None = None,
         embedder: Embedder | None = None,
+        aligner: FaceAligner | None = None,
     ) -> None:
         self.config = config
-        self.detector = detector or make_strategy(config)
-        embedder = embedder or DlibResNetEmbedder()
+        self.device = resolve_device(config.device)
+        self.detector = detector or make_strategy(config, device=self.device)
+        embedder = embedder or make_embedder(config.embedder, device=self.device)
         self.embedder = MirroredEmbedder(embedder) if config.mirror else embedder
-        self.aligner = FivePointAligner()
+        self.aligner = aligner or FaceAligner(device=self.device)
         self._chip_size = int(getattr(self.embedder, "chip_size", 150))
         self._chip_padding = float(getattr(self.embedder, "chip_padding", 0.25))
+        self._lock = threading.Lock()
 
     def analyze(self, data: bytes) -> AnalyzedImage:
         """Faces of the image in ``data``; raises ImageError for anything that is not a usable image."""
-        decoded = decode_image(data, max_pixels=self.config.max_image_pixels)
-        return AnalyzedImage(
-            width=decoded.width,
-            height=decoded.height,
-            content_type=decoded.content_type,
-            faces=self.faces(decoded),
-        )
+        (outcome,) = self.analyze_batch([data])
+        if isinstance(outcome, ImageError):
+            raise outcome
+        return outcome
+
+    def analyze_batch(self, items: list[bytes]) -> list[AnalyzedImage | ImageError]:
+        """One outcome per photo, in order: its faces, or the ImageError that photo alone fails with."""
+        decoded: list[DecodedImage | ImageError] = []
+        for data in items:
+            try:
+                decoded.append(decode_image(data, max_pixels=self.config.max_image_pixels))
+            except ImageError as exc:
+                decoded.append(exc)
+        usable = [d for d in decoded if isinstance(d, DecodedImage)]
+        faces = iter(self.faces_batch(usable))
+        return [
+            d
+            if isinstance(d, ImageError)
+            else AnalyzedImage(width=d.width, height=d.height, content_type=d.content_type, faces=next(faces))
+            for d in decoded
+        ]
 
     def faces(self, decoded: DecodedImage) -> list[Face]:
-        detections = self.detect(decoded)
-        if not detections:
+        return self.faces_batch([decoded])[0]
+
+    def faces_batch(self, images: list[DecodedImage]) -> list[list[Face]]:
+        """The faces of each decoded image, sorted top to bottom, then left to right."""
+        if not images:
             return []
-        pixels = decoded.pixels
-        boxes = dlib_boxes(detections)
-        shapes = self.aligner.landmarks(pixels, boxes)
-        chips = self.aligner.chips(pixels, shapes, self._chip_size, self._chip_padding)
-        embeddings = self.embedder.embed(chips)
-        faces = [
-            self._face(detection, points(shape), chip, embedding, decoded.width, decoded.height)
-            for detection, shape, chip, embedding in zip(detections, shapes, chips, embeddings, strict=True)
-        ]
-        faces.sort(key=lambda f: (f.boundary.top, f.boundary.left))
-        return faces
+        with self._lock:
+            detections = self.detector.detect_batch([image.image for image in images])
+            aligned = [
+                self.aligner.align(image.pixels, found, self._chip_size, self._chip_padding)
+                if found
+                else ([], None)
+                for image, found in zip(images, detections, strict=True)
+            ]
+            chips = [c for _, c in aligned if c is not None and len(c)]
+            embeddings = self.embedder.embed(np.concatenate(chips)) if chips else None
+        out: list[list[Face]] = []
+        start = 0
+        for image, found, (landmarks, image_chips) in zip(images, detections, aligned, strict=True):
+            faces = []
+            for i, detection in enumerate(found):
+                assert embeddings is not None and image_chips is not None
+                faces.append(
+                    self._face(
+                        detection,
+                        landmarks[i],
+                        image_chips[i],
+                        embeddings[start + i],
+                        image.width,
+                        image.height,
+                    )
+                )
+            start += len(found)
+            faces.sort(key=lambda f: (f.boundary.top, f.boundary.left))
+            out.append(faces)
+        return out
 
     def detect(self, decoded: DecodedImage) -> list[Detection]:
         """Face boxes in the image's displayed pixels, found by the configured detection strategy."""
-        return self.detector.detect(decoded.image)
+        return self.detector.detect_batch([decoded.image])[0]
 
     def _face(
         self,
@@ -86,16 +133,8 @@ class Analyzer:
             sharpness=sharp,
             head_pose=pose,
             landmarks=landmarks,
-            embedding=embedding,
+            embedding=np.asarray(embedding, dtype=np.float32),
         )
-
-
-def dlib_boxes(detections: list[Detection]) -> list[dlib.rectangle]:
-    """dlib's rectangles (right and bottom inclusive) for the landmark model."""
-    return [
-        dlib.rectangle(round(d.left), round(d.top), round(d.right) - 1, round(d.bottom) - 1)
-        for d in detections
-    ]
 
 
 def _clipped_boundary(detection: Detection, width: int, height: int) -> Boundary:
@@ -108,6 +147,6 @@ def _clipped_boundary(detection: Detection, width: int, height: int) -> Boundary
 
 @lru_cache(maxsize=8)
 def get_analyzer(config: AnalyzerConfig | None = None) -> Analyzer:
-    """The process's Analyzer for ``config`` (default config if None); the dlib models behind it are
-    loaded once per process and shared by every config, each with one lock its users take turns on."""
+    """The process's Analyzer for ``config`` (default config if None); the torch modules behind it are
+    loaded once per process and device, and shared by every config."""
     return Analyzer(config or AnalyzerConfig())

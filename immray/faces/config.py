@@ -4,30 +4,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DETECTORS = ("accurate", "hog", "cnn")
+DETECTORS = ("accurate", "fast", "hog", "cnn")
+#: The former dlib detectors' names, still accepted: the torch mode each now means.
+DETECTOR_ALIASES = {"cnn": "accurate", "hog": "fast"}
+
+
+def canonical_detector(name: str) -> str:
+    """``accurate`` or ``fast`` for a configured detector name (aliases resolved)."""
+    return DETECTOR_ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)
 class AnalyzerConfig:
     """Frozen, hence hashable: one Analyzer (and one set of loaded models) per distinct config.
 
-    - ``detector``: ``accurate`` (MMOD CNN where its budget allows, HOG checked by MMOD below; see
-      ``strategy``), ``hog`` (dlib's frontal HOG detector alone: fast, misses turned faces) or ``cnn``
-      (dlib's MMOD CNN alone, enlarged for ``min_face_px``: seconds per megapixel on CPU).
+    - ``detector``: ``accurate`` (CenterFace on the photo at up to its own scale, low threshold) or
+      ``fast`` (CenterFace on the photo shrunk so a ``min_face_px`` face is ~20 px: a quarter of the cost);
+      see ``strategy``. ``cnn`` and ``hog`` (the former dlib detectors) are kept as aliases of ``accurate``
+      and ``fast`` so existing settings keep working.
     - ``max_image_pixels``: images declaring more pixels are refused as ImageTooLarge before decoding.
     - ``detect_max_side``: larger images are downscaled to this longest side for detection only; faces are
       still landmarked and embedded from the full-resolution image.
-    - ``min_face_px``: the smallest face side, in original pixels, detection must find; it sets how often
-      the detection image is upsampled (both detectors find faces of about 80 px natively).
-    - ``max_upsample``: a cap on those doublings, because each one quadruples time and memory. One doubling
-      reaches 40 px faces in photos up to ``detect_max_side`` (2048 px); a 12-MP phone photo (4000 px,
-      detected at 2048) then finds faces from ~78 px, where a second doubling (HOG over 8192x6144 px, ~6 s
-      of CPU and 500 MB) would reach 40 px. Past the cap, the smallest face found grows.
+    - ``min_face_px``: the smallest face side, in original pixels, detection must find; it sets the scale
+      photos are shown to the detector at, and boxes much smaller than it are dropped.
+    - ``max_upsample``: a cap on enlarging a photo for detection: at most ``2 ** max_upsample`` times (a
+      small photo is enlarged only as far as its ``min_face_px`` faces need).
     - ``mirror``: each descriptor is the average of the face's and its mirror image's (``MirroredEmbedder``):
       twice the descriptor time (18.7 ms more CPU per face on one OpenBLAS thread); the embedder's name changes with it, so
       stored vectors never mix. On by default: on the LFW dev set (accurate detection) the clustering engine
       gains 0.44 point of BCubed F1 in one batch (0.9741 -> 0.9785, MinFaces 2) and keeps its increments
       within 0.01 of the batch (`python -m immray.bench.quality`, `python -m immray.bench.mirror_quality`).
+    - ``embedder``: ``dlib-resnet-v1`` (dlib's ResNet on torch, the default) or
+      ``open_clip:<model>@<checkpoint path>`` (an OpenCLIP image tower of one's own; see ``embed``).
+    - ``device``: ``auto`` (the GPU this process sees, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
     detector: str = "accurate"
@@ -36,6 +45,8 @@ class AnalyzerConfig:
     min_face_px: int = 40
     max_upsample: int = 1
     mirror: bool = True
+    embedder: str = "dlib-resnet-v1"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

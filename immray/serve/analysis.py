@@ -3,8 +3,9 @@ analyses the photos that indexing jobs send it, batched across requests with ``@
 
 A replica holds no database and no source reader: bytes in, faces out. The caller (an indexing job in the
 ingress replica, ``serve.indexing``) reads the photo and stores what comes back, so a replica that dies
-costs only the photos it was analysing, and those are sent again (see ``ServeFaceAnalysis``). The batch
-is analysed photo by photo on dlib (which holds the GIL); the torch models batch it as one tensor.
+costs only the photos it was analysing, and those are sent again (see ``ServeFaceAnalysis``). A batch runs
+through the torch models as tensor batches (``Analyzer.analyze_batch``), on the replica's GPU when the Serve
+config gives it one (``num_gpus``), else on as many CPU threads as it has CPUs (``num_cpus``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class FaceAnalysisReplica:
     environment's until ``reconfigure`` brings the user_config's."""
 
     def __init__(self) -> None:
-        limit_blas_threads(assigned_cpus())
+        limit_cpu_threads(assigned_cpus())
         self._use({})
 
     def _use(self, overrides: dict[str, Any]) -> None:
@@ -75,12 +76,19 @@ class FaceAnalysisReplica:
         return await asyncio.to_thread(self._run_batch, requests)
 
     def _run_batch(self, requests: list[tuple[str | None, bytes]]) -> list[Any]:
-        outcomes: list[Any] = []
-        for mode, data in requests:
+        # The photos of one detection mode run as one batch through the models; one photo's bad bytes fail
+        # that photo alone: each outcome is its result or its exception.
+        outcomes: list[Any] = [None] * len(requests)
+        by_mode: dict[str | None, list[int]] = {}
+        for i, (mode, _) in enumerate(requests):
+            by_mode.setdefault(mode, []).append(i)
+        for mode, slots in by_mode.items():
             try:
-                outcomes.append(self._local.analyze(mode, data))
-            except Exception as exc:  # noqa: BLE001 - handed back to that photo's caller
-                outcomes.append(exc)
+                results = self._local.analyze_batch(mode, [requests[i][1] for i in slots])
+            except Exception as exc:  # noqa: BLE001 - a mode the pipeline refuses fails its photos alone
+                results = [exc] * len(slots)
+            for i, result in zip(slots, results, strict=True):
+                outcomes[i] = result
         return outcomes
 
 
@@ -91,14 +99,17 @@ def assigned_cpus() -> int:
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
-def limit_blas_threads(threads: int) -> None:
-    """OpenBLAS (dlib's models run on it) gets as many threads as the replica has CPUs: more only fight
-    the other replicas for the cores. An operator's own OPENBLAS_NUM_THREADS wins."""
+def limit_cpu_threads(threads: int) -> None:
+    """torch (and any BLAS under numpy) gets as many threads as the replica has CPUs: more only fight the
+    other replicas for the cores. An operator's own OMP_NUM_THREADS wins."""
     import os
 
     from threadpoolctl import threadpool_limits
 
-    if not os.environ.get("OPENBLAS_NUM_THREADS"):
+    from immray.faces.device import limit_cpu_threads as limit_torch_threads
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        limit_torch_threads(threads)
         threadpool_limits(limits=threads, user_api="blas")
 
 

@@ -27,7 +27,9 @@ LOCAL_CONFIG = REPO_CONFIGS / "serve.local.yaml"
 
 
 # The settings the face pipeline reads (``services.analysis.analyzer_config``).
-ANALYSIS_SETTINGS = frozenset({"detector", "max_image_pixels", "detect_max_side", "min_face_px", "mirror"})
+ANALYSIS_SETTINGS = frozenset(
+    {"detector", "max_image_pixels", "detect_max_side", "min_face_px", "mirror", "device", "embedder"}
+)
 
 
 class DeployError(RuntimeError):

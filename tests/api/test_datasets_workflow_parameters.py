@@ -80,9 +80,9 @@ def test_face_detection_mode_defaults_to_the_servers_detector():
         ("accurate", "default", "accurate"),
         ("hog", "default", "hog"),
         ("cnn", None, "cnn"),
-        ("accurate", "fast", "hog"),
+        ("accurate", "fast", "fast"),
         ("hog", "accurate", "accurate"),
-        ("cnn", "fast", "hog"),
+        ("cnn", "fast", "fast"),
     ],
 )
 def test_each_mode_selects_a_detector_and_keeps_the_servers_other_knobs(server, mode, detector):
@@ -92,6 +92,7 @@ def test_each_mode_selects_a_detector_and_keeps_the_servers_other_knobs(server, 
     assert (config.min_face_px, config.detect_max_side, config.max_image_pixels) == (60, 1024, 10**6)
     assert {analyzer_config(settings, m).detector for m in wp.FACE_DETECTION_MODES} <= {
         "accurate",
+        "fast",
         "hog",
         "cnn",
     }

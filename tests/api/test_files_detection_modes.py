@@ -1,9 +1,9 @@
 """A dataset's FaceDetectionMode, through the official SDK against a server on its default detector.
 
-The other indexing tests run their servers with HOG alone (tests/photo_testkit.py says why); this one keeps
+The other indexing tests run their servers in fast mode (tests/photo_testkit.py says why); this one keeps
 the server's default (accurate) and checks that each dataset's photos get the faces of its own mode's
-pipeline. The astronaut photo tells the modes apart: HOG alone also fires on the mission patch on her chest,
-a find the accurate mode's MMOD check throws away.
+pipeline. The modes tell themselves apart by their boxes: fast shows the detector a shrunk photo, so its
+boxes fall a few pixels away from accurate's.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ def test_each_dataset_is_indexed_in_its_own_mode(server, photos):
         found[dataset] = {name: boxes(files[uri].figures) for name, uri in zip(names, uris, strict=True)}
     for name in names:
         assert found[default][name] == expected(server, photos / name)  # the server's default: accurate
-        assert found[fast][name] == expected(server, photos / name, "fast")  # HOG alone
-    # A real difference: HOG's weak find on the mission patch is kept by fast only, and MMOD's boxes differ.
-    assert (len(found[default]["astronaut.png"]), len(found[fast]["astronaut.png"])) == (1, 2)
-    assert found[default]["portrait.png"] != found[fast]["portrait.png"]
+        assert found[fast][name] == expected(server, photos / name, "fast")  # on a shrunk photo
+        # a real difference: the same one face, in boxes placed apart
+        assert len(found[default][name]) == len(found[fast][name]) == 1
+        assert found[default][name] != found[fast][name]
 
 
 def test_a_changed_mode_applies_to_the_photos_indexed_from_then_on(server, photos):
@@ -81,7 +81,9 @@ def test_a_changed_mode_applies_to_the_photos_indexed_from_then_on(server, photo
     project, dataset = new_dataset(
         client, workflow_parameters=[models.WorkflowParameter(name=MODE, value="fast")]
     )
-    assert index_and_wait(client, project, dataset, [astronaut])[astronaut].figure_count == 2
+    fast_boxes, accurate_boxes = (expected(server, photos / "astronaut.png", m) for m in ("fast", "accurate"))
+    assert fast_boxes != accurate_boxes
+    assert boxes(index_and_wait(client, project, dataset, [astronaut])[astronaut].figures) == fast_boxes
     client.update_dataset(
         models.UpdateDatasetRequest(
             project_name=project,
@@ -91,12 +93,8 @@ def test_a_changed_mode_applies_to_the_photos_indexed_from_then_on(server, photo
     )
     assert mode_of(client, project, dataset) == "accurate"
     files = index_and_wait(client, project, dataset, [astronaut, later])
-    assert files[later].figure_count == 1 and boxes(files[later].figures) == expected(
-        server, photos / "astronaut.png"
-    )
-    assert (
-        files[astronaut].figure_count == 2
-    )  # unchanged since it was indexed: its faces are kept as they were
+    assert boxes(files[later].figures) == accurate_boxes
+    assert boxes(files[astronaut].figures) == fast_boxes  # unchanged since it was indexed: kept as they were
 
 
 def test_calls_without_a_dataset_use_the_servers_detector(server, photos):

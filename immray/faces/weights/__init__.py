@@ -1,0 +1,1 @@
+"""Weights converted once from their published sources; see README.md here."""
