@@ -1,32 +1,34 @@
-"""Face detection recall by face size, false detections and seconds per photo, for detector configurations.
+"""Face detection recall by face size, false detections and CPU seconds per photo, per detection mode.
 
-    python -m immray.bench.detection /work/shared/eval/wider-dev --config accurate --config hog \\
-        [--config "cnn:max_upsample=0"] [--limit N] [--subset tune|check|all]
+    python -m immray.bench.detection /work/shared/eval/wider-dev [--halves] [--config accurate --config fast]
+        [--config "accurate:threshold=0.4,budget_px=800000"] [--limit N] [--subset tune|check|all]
 
 The folder holds ``images/`` and ``boxes.csv`` (WIDER FACE style: relative_path, x, y, w, h, ..., invalid):
 every face of every photo boxed. Boxes marked invalid are ignored: they neither count as faces to find nor
-make a detection on them false. Each configuration is immray's own detection stage
-(``Analyzer.detect``) for ``AnalyzerConfig(detector=NAME, key=value, ...)``.
+make a detection on them false. Each configuration is immray's own detection strategy
+(``make_strategy(AnalyzerConfig(detector=NAME, key=value, ...))``); keys may also be fields of
+``DetectorPlan``, to try other values of a mode's knobs. Default: both modes.
 
 - recall: boxes matched one-to-one by a detection at IoU >= 0.4 (greedy, best IoU first), by the box's
   shorter side: < 16, 16-32, 32-64 and >= 64 px.
 - false/photo: detections that overlap no box at all (IoU < 0.1 with every box, valid, invalid or tiny):
-  things that are not faces. unmatched/photo is stricter: every detection not matched to a valid box at
-  IoU >= 0.4 nor lying on an invalid one (IoU >= 0.4), so duplicates and badly placed boxes count too.
-- s/photo: decoding plus detection, as CPU time of this process (all its threads) and as wall time. The
-  CPU time is the figure that holds on a busy machine; on an idle one the two agree for one thread.
+  things that are not faces; ``kept`` counts only those at least ``min_face_px`` on their shorter side
+  (the faces the product keeps), ``all`` every box the strategy returned. unmatched/photo is stricter:
+  every detection not matched to a valid box at IoU >= 0.4 nor lying on an invalid one (IoU >= 0.4), so
+  duplicates and badly placed boxes count too.
+- s/photo: decoding plus detection, one photo at a time, as CPU time of this process and as wall time, on
+  ONE torch thread (``--threads``) so the figures are per core; run it under ``nice`` on a shared machine.
+  The load average is printed before and after: on a busy machine wall time grows, CPU time much less.
 
-``--quality`` also runs the rest of the pipeline (landmarks, descriptor, quality) for the first
+``--quality`` also runs the rest of the pipeline (alignment, descriptor, quality) for the first
 configuration and prints, by the detected face's shorter side, how many faces are "good" (FaceQuality at
 least the clustering engine's ``min_good_quality``): the faces that may found a new person.
 
 ``--misses`` lists, for the first configuration, every valid face of 64 px or more it missed, with its WIDER
-flags (occluded, atypical pose, heavy blur), and asks dlib's MMOD once more on a crop around the face enlarged
-so the face is 100, 120 or 150 px wide: a face MMOD finds there could be reached by another pass; one it finds
-at no size is beyond dlib's detectors, whatever the strategy.
+flags (occluded, atypical pose, heavy blur).
 
 ``--subset tune`` / ``check`` split the photos in two halves by a hash of their path, so a strategy tuned on
-one half can be checked on photos it was not tuned on.
+one half can be checked on photos it was not tuned on; ``--halves`` prints both halves of a run on all.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import os
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,7 @@ class Tally:
     found: np.ndarray
     total: np.ndarray
     false: int = 0
+    false_kept: int = 0
     unmatched: int = 0
     detections: int = 0
     cpu: float = 0.0
@@ -132,7 +136,7 @@ def band_of(side: float) -> int:
     raise AssertionError(side)
 
 
-def score_photo(photo: Photo, detections: np.ndarray, tally: Tally) -> None:
+def score_photo(photo: Photo, detections: np.ndarray, tally: Tally, min_face_px: float) -> None:
     faces_hit, detections_hit = match(photo.faces, detections)
     for i, (left, top, right, bottom) in enumerate(photo.faces):
         k = band_of(min(right - left, bottom - top))
@@ -141,25 +145,26 @@ def score_photo(photo: Photo, detections: np.ndarray, tally: Tally) -> None:
     every_box = np.vstack([photo.faces, photo.ignored])
     overlaps = iou(detections, every_box)
     on_ignored = iou(detections, photo.ignored)
-    for j in range(len(detections)):
+    for j, (left, top, right, bottom) in enumerate(detections):
         if j in detections_hit:
             continue
         if overlaps.shape[1] == 0 or overlaps[j].max() < OVERLAP_IOU:
             tally.false += 1
+            tally.false_kept += min(right - left, bottom - top) >= min_face_px
         if on_ignored.shape[1] == 0 or on_ignored[j].max() < MATCH_IOU:
             tally.unmatched += 1
     tally.detections += len(detections)
 
 
 def parse_config(spec: str):
-    """``NAME[:key=value,...]`` -> an Analyzer for AnalyzerConfig(detector=NAME, key=value, ...). Keys may
-    also be fields of ``AccuratePlan`` (the accurate strategy's knobs), to try other values of them."""
-    from immray.faces import Analyzer, AnalyzerConfig
-    from immray.faces.strategy import Accurate, AccuratePlan
+    """``NAME[:key=value,...]`` -> (AnalyzerConfig, the detection strategy for it). Keys are fields of
+    ``AnalyzerConfig`` or of ``DetectorPlan`` (the mode's knobs, to try other values of them)."""
+    from immray.faces.config import AnalyzerConfig, canonical_detector
+    from immray.faces.strategy import PLANS, CenterFaceStrategy, DetectorPlan
 
     name, _, rest = spec.partition(":")
     config_types = {f.name: f.type for f in fields(AnalyzerConfig)}
-    plan_types = {f.name: f.type for f in fields(AccuratePlan)}
+    plan_types = {f.name: f.type for f in fields(DetectorPlan)}
     config_args: dict[str, object] = {"detector": name}
     plan_args: dict[str, object] = {}
     for item in filter(None, rest.split(",")):
@@ -175,9 +180,8 @@ def parse_config(spec: str):
         )
         (config_args if key in config_types else plan_args)[key] = parse(value)
     config = AnalyzerConfig(**config_args)
-    if plan_args and config.detector != "accurate":
-        raise ValueError(f"{', '.join(plan_args)} only apply to the accurate detector")
-    return Analyzer(config, detector=Accurate(config, AccuratePlan(**plan_args)) if plan_args else None)
+    plan = replace(PLANS[canonical_detector(config.detector)], **plan_args)
+    return config, CenterFaceStrategy(config, plan)
 
 
 @dataclass
@@ -195,19 +199,22 @@ def as_boxes(detections) -> np.ndarray:
 
 
 def run(folder: Path, photos: list[Photo], spec: str) -> list[Outcome]:
+    from PIL import Image
     from tqdm import tqdm
 
-    from immray.faces import ImageError, decode_image
+    from immray.faces.decode import decode_image
+    from immray.faces.errors import ImageError
 
-    analyzer = parse_config(spec)
+    config, strategy = parse_config(spec)
+    strategy.detect(Image.new("RGB", (640, 480)))  # load and warm up outside the timing
     outcomes = []
     for photo in tqdm(photos, desc=spec, unit="photo", leave=False):
         data = (folder / photo.path).read_bytes()
         cpu, wall = time.process_time(), time.perf_counter()
         error = False
         try:
-            decoded = decode_image(data, max_pixels=analyzer.config.max_image_pixels)
-            found = analyzer.detect(decoded)
+            decoded = decode_image(data, max_pixels=config.max_image_pixels)
+            found = strategy.detect(decoded.image)
         except ImageError:
             error, found = True, []
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -215,10 +222,10 @@ def run(folder: Path, photos: list[Photo], spec: str) -> list[Outcome]:
     return outcomes
 
 
-def tally(outcomes: list[Outcome]) -> Tally:
+def tally(outcomes: list[Outcome], min_face_px: float) -> Tally:
     total = Tally(np.zeros(len(BANDS)), np.zeros(len(BANDS)))
     for outcome in outcomes:
-        score_photo(outcome.photo, outcome.boxes, total)
+        score_photo(outcome.photo, outcome.boxes, total, min_face_px)
         total.cpu += outcome.cpu
         total.wall += outcome.wall
         total.photos += 1
@@ -234,10 +241,11 @@ def quality_by_size(folder: Path, photos: list[Photo], spec: str) -> None:
     from tqdm import tqdm
 
     from immray.clustering import ClusteringConfig
-    from immray.faces import ImageError
+    from immray.faces import Analyzer, ImageError
 
     bar = ClusteringConfig().min_good_quality
-    analyzer = parse_config(spec)
+    config, strategy = parse_config(spec)
+    analyzer = Analyzer(config, detector=strategy)
     by_band: dict[int, list[float]] = defaultdict(list)
     for photo in tqdm(photos, desc=f"{spec} quality", unit="photo", leave=False):
         try:
@@ -261,9 +269,6 @@ def quality_by_size(folder: Path, photos: list[Photo], spec: str) -> None:
         )
 
 
-ENLARGED_SIDES = (100, 120, 150)
-
-
 def wider_flags(folder: Path) -> dict[tuple[str, tuple[float, ...]], str]:
     """(photo, box) -> the face's WIDER flags in words ("occluded", "pose", "blur"; "" for a clear face)."""
     flags = {}
@@ -284,47 +289,22 @@ def wider_flags(folder: Path) -> dict[tuple[str, tuple[float, ...]], str]:
 
 
 def misses(folder: Path, outcomes: list[Outcome]) -> None:
-    """The missed faces of >= 64 px, and whether MMOD finds them on an enlarged crop around each."""
-    from PIL import Image
-
-    from immray.faces.detect import CnnDetector
-    from immray.faces.strategy import resized
-
-    cnn, flags = CnnDetector(), wider_flags(folder)
-    print(
-        f"\nmissed faces of >= 64 px; MMOD on a crop (one face side of margin) enlarged to {ENLARGED_SIDES} px:"
-    )
-    reachable = total = 0
+    """The missed faces of >= 64 px, with their WIDER flags."""
+    flags = wider_flags(folder)
+    print("\nmissed faces of >= 64 px:")
+    total = 0
     for outcome in outcomes:
         hit, _ = match(outcome.photo.faces, outcome.boxes)
-        image = None
         for i, face in enumerate(outcome.photo.faces):
             left, top, right, bottom = face
             if min(right - left, bottom - top) < 64 or i in hit:
                 continue
-            image = image or Image.open(folder / outcome.photo.path).convert("RGB")
-            side = max(right - left, bottom - top)
-            crop = (
-                max(0.0, left - side),
-                max(0.0, top - side),
-                min(float(image.width), right + side),
-                min(float(image.height), bottom + side),
-            )
-            found_at = []
-            for target in ENLARGED_SIDES:
-                pixels = resized(image, target / side, crop)
-                sx, sy = pixels.shape[1] / (crop[2] - crop[0]), pixels.shape[0] / (crop[3] - crop[1])
-                boxes = as_boxes(d.mapped(sx, sy, crop[0], crop[1]) for d in cnn.detect(pixels))
-                if len(boxes) and iou(face[None], boxes).max() >= MATCH_IOU:
-                    found_at.append(target)
             total += 1
-            reachable += bool(found_at)
             words = flags.get((outcome.photo.path, tuple(float(v) for v in face)), "")
             print(
-                f"  {outcome.photo.path}  {round(min(right - left, bottom - top)):4d} px  "
-                f"{words or 'clear':18s} MMOD enlarged: {found_at or 'not found'}"
+                f"  {outcome.photo.path}  {round(min(right - left, bottom - top)):4d} px  {words or 'clear'}"
             )
-    print(f"{reachable} of {total} missed faces of >= 64 px are found by MMOD on an enlarged crop")
+    print(f"{total} missed faces of >= 64 px")
 
 
 def main() -> None:
@@ -336,55 +316,60 @@ def main() -> None:
         "--config",
         action="append",
         metavar="NAME[:key=value,...]",
-        help="detector mode and AnalyzerConfig fields; repeatable (default: the default config)",
+        help="detection mode, AnalyzerConfig and DetectorPlan fields; repeatable (default: accurate, fast)",
     )
     parser.add_argument("--limit", type=int, help="use the first N photos (sorted by path)")
     parser.add_argument("--subset", choices=("all", "tune", "check"), default="all")
     parser.add_argument("--halves", action="store_true", help="also print the tune and check halves")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: per core)")
     parser.add_argument("--quality", action="store_true", help="FaceQuality by face size, first config")
     parser.add_argument("--misses", action="store_true", help="the first config's missed faces >= 64 px")
     args = parser.parse_args()
 
-    from immray.faces import AnalyzerConfig
+    import torch
 
-    specs = args.config or [AnalyzerConfig().detector]
+    torch.set_num_threads(args.threads)
+    specs = args.config or ["accurate", "fast"]
+    configs = {}
     for spec in specs:
         try:
-            parse_config(spec)
-        except (ValueError, TypeError) as exc:
+            configs[spec] = parse_config(spec)[0]
+        except (ValueError, TypeError, KeyError) as exc:
             parser.error(f"--config {spec}: {exc}")
     photos = [p for p in read_photos(args.folder) if in_subset(p.path, args.subset)][: args.limit]
     if not photos:
         parser.error(f"no photos in {args.folder} (subset {args.subset})")
 
-    import dlib
-
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
-        f"{len(photos)} photos of {args.folder} (subset {args.subset}); dlib {dlib.__version__}, "
-        f"BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}"
+        f"{len(photos)} photos of {args.folder} (subset {args.subset}); torch {torch.__version__}, "
+        f"{args.threads} thread(s), {os.cpu_count()} cores, load average {load}"
     )
     results = {spec: run(args.folder, photos, spec) for spec in specs}
     rows: list[tuple[str, Tally]] = []
     for spec, outcomes in results.items():
-        rows.append((spec, tally(outcomes)))
+        min_face_px = configs[spec].min_face_px
+        rows.append((spec, tally(outcomes, min_face_px)))
         if args.subset == "all" and args.halves:
             for half in ("tune", "check"):
-                rows.append((f"  {half} half", tally([o for o in outcomes if in_subset(o.photo.path, half)])))
+                chosen = [o for o in outcomes if in_subset(o.photo.path, half)]
+                rows.append((f"  {half} half", tally(chosen, min_face_px)))
     counts = "  ".join(f"{label} {int(n)}" for (_, _, label), n in zip(BANDS, rows[0][1].total, strict=True))
     print(f"valid faces by shorter side: {counts}; recall at IoU >= {MATCH_IOU}\n")
     width = max(24, *(len(s) for s in specs))
     head = " ".join(f"{label:>6}" for _, _, label in BANDS)
     print(
-        f"{'config':<{width}} {head} {'false/ph':>8} {'unmatch/ph':>10} {'dets/ph':>7} "
+        f"{'config':<{width}} {head} {'false/ph':>8} {'kept':>6} {'unmatch/ph':>10} {'dets/ph':>7} "
         f"{'cpu s/ph':>8} {'wall s/ph':>9}"
     )
     for name, t in rows:
         recall = " ".join(f"{f / max(1, n):6.3f}" for f, n in zip(t.found, t.total, strict=True))
         print(
-            f"{name:<{width}} {recall} {t.false / t.photos:8.3f} {t.unmatched / t.photos:10.3f} "
-            f"{t.detections / t.photos:7.2f} {t.cpu / t.photos:8.3f} {t.wall / t.photos:9.3f}"
-            + (f"  ({t.errors} unreadable)" if t.errors else "")
+            f"{name:<{width}} {recall} {t.false / t.photos:8.3f} {t.false_kept / t.photos:6.3f} "
+            f"{t.unmatched / t.photos:10.3f} {t.detections / t.photos:7.2f} {t.cpu / t.photos:8.3f} "
+            f"{t.wall / t.photos:9.3f}" + (f"  ({t.errors} unreadable)" if t.errors else "")
         )
+    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.misses:
         misses(args.folder, results[specs[0]])
     if args.quality:

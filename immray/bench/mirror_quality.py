@@ -108,16 +108,15 @@ def variants(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def descriptor_seconds(folder: Path, paths: np.ndarray, count: int = 100) -> tuple[float, float]:
     """CPU seconds per face of the plain and the mirrored embedder, on the chips of ``count`` photos."""
     from immray.faces import AnalyzerConfig, DlibResNetEmbedder, decode_image, get_analyzer
-    from immray.faces.analyzer import dlib_boxes
     from immray.faces.embed import MirroredEmbedder
 
-    analyzer = get_analyzer(AnalyzerConfig(detector="hog"))
+    analyzer = get_analyzer(AnalyzerConfig(detector="fast"))
     chips = []
     for rel in paths[:count]:
         decoded = decode_image((folder / str(rel)).read_bytes())
-        boxes = dlib_boxes(analyzer.detect(decoded)[:1])
-        shapes = analyzer.aligner.landmarks(decoded.pixels, boxes)
-        chips += analyzer.aligner.chips(decoded.pixels, shapes, 150, 0.25)
+        found = analyzer.detect(decoded)[:1]
+        if found:
+            chips += list(analyzer.aligner.align(decoded.pixels, found)[1])
     times = []
     for embedder in (DlibResNetEmbedder(), MirroredEmbedder(DlibResNetEmbedder())):
         embedder.embed(chips[:2])  # warm up

@@ -8,7 +8,7 @@ instead. For MinFaces 2 and 3 it prints immray clustering everything in one upda
 faces fed in 10 random increments, for a few random orders (seeds 0, 1, ...), with the gap to batch and the
 stability of cluster ids: at each increment, every face clustered before it is checked, and a check fails
 if its cluster id changed other than by a merge (following merge survivors). Then the baselines on
-the same embeddings: dlib's Chinese whispers (0.5), DBSCAN (eps 0.5, min_samples 3), HDBSCAN
+the same embeddings: Chinese whispers (0.5, as dlib runs it), DBSCAN (eps 0.5, min_samples 3), HDBSCAN
 (min_cluster_size 2) and average linkage cut at 0.55, all on the raw embeddings as those tools use them.
 Faces left independent (or labelled noise) count as clusters of their own.
 
@@ -96,14 +96,13 @@ def incremental(faces: LabeledFaces, min_faces: int, config: ClusteringConfig, i
 
 
 def baselines(x: np.ndarray) -> dict[str, tuple[list, float]]:
-    import dlib
     import hdbscan
     from sklearn.cluster import DBSCAN, AgglomerativeClustering
 
+    from immray.bench.chinese_whispers import chinese_whispers
+
     runs = {
-        "Chinese whispers 0.5 (dlib)": lambda: dlib.chinese_whispers_clustering(
-            [dlib.vector(v.astype(float).tolist()) for v in x], 0.5
-        ),
+        "Chinese whispers 0.5": lambda: chinese_whispers(x, 0.5),
         "DBSCAN eps 0.5 min_samples 3": lambda: DBSCAN(eps=0.5, min_samples=3).fit_predict(x).tolist(),
         "HDBSCAN min_cluster_size 2": lambda: hdbscan.HDBSCAN(min_cluster_size=2).fit_predict(x).tolist(),
         "average linkage cut 0.55": lambda: (

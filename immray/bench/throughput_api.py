@@ -1,4 +1,4 @@
-"""The whole service on Ray: photos/s through the API against raw dlib per core, and what Serve adds to a
+"""The whole service on Ray: photos/s through the API against raw models per core, and what Serve adds to a
 cheap request against the same FastAPI app under plain uvicorn. Prints figures, asserts nothing.
 
     python -m immray.bench.throughput_api ../shared/eval/dev --limit 200
@@ -16,8 +16,8 @@ scratch PostgreSQL database (``--postgres``, dropped after). Everything it start
   until no photo is Pending: the requests, the ingress' indexing threads (reading, storing), the analysis
   replicas (``@serve.batch``) and the writes. The models load when the replicas start; a warm-up batch
   (two photos per analysis core, in a dataset of its own) is indexed before the clock all the same. The
-  reference is raw dlib (``immray.bench.throughput.DlibDirect``: the same detector passes, landmarks, chips
-  and descriptors, mirrored as the server's, with no immray code) on one core in this process, before Ray
+  reference is the raw models (``Analyzer.analyze_batch`` on photos already in memory, batches of 8, one
+  torch thread, mirrored as the server's, no Ray, no HTTP, no database) on one core in this process, before Ray
   starts and after it stops (their mean: other programs' load moves both alike). ratio = photos/s /
   (raw photos/s per core x the FaceAnalysis replicas' CPUs).
 - **request overhead**: GetProject (signed) from ``--clients`` threads with a keep-alive connection each,
@@ -30,7 +30,7 @@ scratch PostgreSQL database (``--postgres``, dropped after). Everything it start
 
 Where this runs beside other work, wall-clock rates move with it; the CPU seconds by process (read from
 /proc: this process, the local Ray's, the uvicorn child's; not a PostgreSQL server's), per photo and per
-call, move much less, so they are printed too, with the ratios they give: raw dlib's CPU per photo over
+call, move much less, so they are printed too, with the ratios they give: the raw models' CPU per photo over
 the analysis replicas' and over the whole service's, and uvicorn's CPU per call over Serve's proxy and
 ingress together (what req/s would show where the server's CPU is what limits it).
 """
@@ -59,7 +59,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.pool import NullPool
 
-from immray.bench.throughput import DlibDirect, find_images
+from immray.bench.throughput import find_images
 from immray.client import ClientError, ImmClient
 from immray.faces.config import DETECTORS
 from immray.policy import ADMIN_POLICY
@@ -355,15 +355,30 @@ def count_outcomes(db: Database) -> tuple[int, int, int]:
     return indexed, failed, faces
 
 
-def raw_dlib(files: list[Path], detector: str, mirror: bool) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and faces of raw dlib on one core (OpenBLAS limited to one thread)."""
-    from threadpoolctl import threadpool_limits
+def raw_models(files: list[Path], detector: str, mirror: bool, batch: int = 8) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and faces of the face models called directly in this process on one
+    torch thread (``Analyzer.analyze_batch`` on photos already in memory, as a replica gets them)."""
+    import torch
 
-    pipeline = DlibDirect(detector, mirror)
-    with threadpool_limits(limits=1, user_api="blas"):
+    from immray.faces import AnalyzerConfig, ImageError, get_analyzer
+
+    analyzer = get_analyzer(AnalyzerConfig(detector=detector, mirror=mirror, device="cpu"))
+    photos = [path.read_bytes() for path in files]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        analyzer.analyze_batch(photos[:batch])  # warm-up, as the replicas had theirs
         began, cpu = time.perf_counter(), time.process_time()
-        faces = sum(pipeline.faces(path) for path in files)
+        faces = 0
+        for lo in range(0, len(photos), batch):
+            faces += sum(
+                len(o.faces)
+                for o in analyzer.analyze_batch(photos[lo : lo + batch])
+                if not isinstance(o, ImageError)
+            )
         return time.perf_counter() - began, time.process_time() - cpu, faces
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -573,9 +588,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     raw = []
     if not args.skip_throughput:
-        raw.append(raw_dlib(files, args.detector, mirror))
+        raw.append(raw_models(files, args.detector, mirror))
         print(
-            f"raw dlib before: {raw[0][0]:.1f} s wall, {raw[0][1]:.1f} s CPU, {raw[0][2]} faces", flush=True
+            f"raw models before: {raw[0][0]:.1f} s wall, {raw[0][1]:.1f} s CPU, {raw[0][2]} faces", flush=True
         )
 
     labels: dict[int, str] = {os.getpid(): CLIENT}
@@ -620,13 +635,13 @@ def main(argv: list[str] | None = None) -> None:
             measure_overhead(address, settings, key, args, labels)
 
     if result is not None:
-        raw.append(raw_dlib(files, args.detector, mirror))
+        raw.append(raw_models(files, args.detector, mirror))
         per_core = len(files) / statistics.mean(r[0] for r in raw)
         cpu_per_photo = statistics.mean(r[1] for r in raw) / len(files)
         photos = result.indexed + result.failed
         rate = photos / result.seconds
         print(
-            f"\nraw dlib, one core: {per_core:.2f} photos/s, {cpu_per_photo * 1000:.0f} ms CPU per photo, "
+            f"\nraw models, one core: {per_core:.2f} photos/s, {cpu_per_photo * 1000:.0f} ms CPU per photo, "
             f"{raw[0][2]} faces (runs of {raw[0][0]:.1f} s and {raw[1][0]:.1f} s)"
         )
         print(
@@ -642,7 +657,7 @@ def main(argv: list[str] | None = None) -> None:
         service = sum(v for k, v in result.cpu.items() if k not in CLIENT_SIDE) / photos if photos else 0.0
         if analysis and service:  # CPU time moves much less than wall time with the machine's load
             print(
-                f"    raw dlib CPU per photo / the analysis replicas': {cpu_per_photo / analysis:.2f}; "
+                f"    the raw models' CPU per photo / the analysis replicas': {cpu_per_photo / analysis:.2f}; "
                 f"/ the whole service's (every process of the run but this one): {cpu_per_photo / service:.2f}"
             )
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")
