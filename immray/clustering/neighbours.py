@@ -56,6 +56,17 @@ _ROW_BLOCK = 32_768  # stored rows per similarity block: 1,024 x 32,768 float32 
 _SPARSE_FACTOR = 4  # a block with at most this many times k candidates per query is merged sparsely
 
 
+def search_frame(queries: np.ndarray, k: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked float32 queries and the empty answer every index fills: similarities -inf, rows -1."""
+    queries = np.asarray(queries, np.float32)
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise ValueError(f"expected queries of shape (m, {dim}), got {queries.shape}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    m = len(queries)
+    return queries, np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+
+
 class ExactIndex:
     """Exact inner-product search over vectors held in memory, stored densely by row."""
 
@@ -115,14 +126,8 @@ class ExactIndex:
         return self._data[rows].copy()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.asarray(queries, np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"expected queries of shape (m, {self.dim}), got {queries.shape}")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        queries, sims, ids = search_frame(queries, k, self.dim)
         m = len(queries)
-        sims = np.full((m, k), -np.inf, np.float32)
-        ids = np.full((m, k), -1, np.int64)
         for lo in range(0, m, _QUERY_BLOCK):
             s, i = self._search_block(queries[lo : lo + _QUERY_BLOCK], k)
             sims[lo : lo + len(s)], ids[lo : lo + len(s)] = s, i

