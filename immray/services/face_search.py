@@ -26,7 +26,7 @@ from immray.services.database import Database
 from immray.services.datasets import find_dataset
 from immray.services.image_faces import analyze_uri
 from immray.sources import Sources
-from immray.store import ClusteringState, Figure, FigureCluster
+from immray.store import ClusteringState, Dataset, Figure, FigureCluster
 from immray.store.types import EMBEDDING_DTYPE
 
 NEAREST = 3
@@ -42,7 +42,7 @@ class ClusterMatch:
 
 
 @dataclass(frozen=True)
-class _Gallery:
+class Gallery:
     """The clustered faces of one dataset: embeddings, and each face's cluster as a code into ``ids``."""
 
     vectors: np.ndarray  # (n, d) float32
@@ -51,7 +51,7 @@ class _Gallery:
 
 
 _lock = threading.Lock()
-_galleries: OrderedDict[tuple, _Gallery] = OrderedDict()
+_galleries: OrderedDict[tuple, Gallery] = OrderedDict()
 
 
 def search_clusters(
@@ -60,12 +60,7 @@ def search_clusters(
     """The matching cluster of each face of the photo at ``uri`` (faces that match none are left out)."""
     with db.read() as session:
         row = find_dataset(session, project, dataset)
-        version = session.scalar(select(ClusteringState.version).where(ClusteringState.dataset_id == row.id))
-        key = (row.id, row.created_at, version, row.change_seq, analyzer.embedder.name)
-        gallery = _cached(key)
-        if gallery is None:
-            gallery = _read_gallery(session, row.id, analyzer.embedder.name)
-            _remember(key, gallery)
+        gallery = clustered_faces(session, row, analyzer.embedder.name)
     image = analyze_uri(sources, analyzer, uri)
     threshold = same_person_distance(analyzer.embedder)
     matches = []
@@ -80,7 +75,19 @@ def search_clusters(
     return matches
 
 
-def nearest_cluster(gallery: _Gallery, embedding: np.ndarray) -> tuple[int, float] | None:
+def clustered_faces(session, dataset: Dataset, model: str) -> Gallery:
+    """The clustered faces of ``dataset`` described by ``model``, read once and kept until a task or an
+    index request changes them (also what the web page's move picker ranks people by)."""
+    version = session.scalar(select(ClusteringState.version).where(ClusteringState.dataset_id == dataset.id))
+    key = (dataset.id, dataset.created_at, version, dataset.change_seq, model)
+    gallery = _cached(key)
+    if gallery is None:
+        gallery = _read_gallery(session, dataset.id, model)
+        _remember(key, gallery)
+    return gallery
+
+
+def nearest_cluster(gallery: Gallery, embedding: np.ndarray) -> tuple[int, float] | None:
     """(cluster code, mean distance of its NEAREST closest faces) of the closest cluster, or None."""
     if not len(gallery.codes):
         return None
@@ -100,7 +107,7 @@ def nearest_cluster(gallery: _Gallery, embedding: np.ndarray) -> tuple[int, floa
     return code, float(mean[code])
 
 
-def _read_gallery(session, dataset_id: int, model: str) -> _Gallery:
+def _read_gallery(session, dataset_id: int, model: str) -> Gallery:
     rows = session.execute(
         select(FigureCluster.object_id, Figure.embedding)
         .join(FigureCluster, FigureCluster.id == Figure.cluster_id)
@@ -121,12 +128,12 @@ def _read_gallery(session, dataset_id: int, model: str) -> _Gallery:
             ids.append(object_id)
         blobs.append(blob)
     if not rows:
-        return _Gallery(np.zeros((0, 0), np.float32), codes, ids)
+        return Gallery(np.zeros((0, 0), np.float32), codes, ids)
     vectors = np.frombuffer(b"".join(blobs), dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(len(rows), -1)
-    return _Gallery(vectors, codes, ids)
+    return Gallery(vectors, codes, ids)
 
 
-def _cached(key: tuple) -> _Gallery | None:
+def _cached(key: tuple) -> Gallery | None:
     with _lock:
         gallery = _galleries.get(key)
         if gallery is not None:
@@ -134,7 +141,7 @@ def _cached(key: tuple) -> _Gallery | None:
         return gallery
 
 
-def _remember(key: tuple, gallery: _Gallery) -> None:
+def _remember(key: tuple, gallery: Gallery) -> None:
     with _lock:
         _galleries[key] = gallery
         while len(_galleries) > CACHED_DATASETS:
