@@ -71,9 +71,6 @@ class Analyzer:
             for d in decoded
         ]
 
-    def faces(self, decoded: DecodedImage) -> list[Face]:
-        return self.faces_batch([decoded])[0]
-
     def faces_batch(self, images: list[DecodedImage]) -> list[list[Face]]:
         """The faces of each decoded image, sorted top to bottom, then left to right."""
         if not images:
