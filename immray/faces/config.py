@@ -30,9 +30,11 @@ class AnalyzerConfig:
     - ``max_upsample``: a cap on enlarging a photo for detection: at most ``2 ** max_upsample`` times (a
       small photo is enlarged only as far as its ``min_face_px`` faces need).
     - ``mirror``: each descriptor is the average of the face's and its mirror image's (``MirroredEmbedder``):
-      twice the descriptor time (18.7 ms more CPU per face on one OpenBLAS thread); the embedder's name changes with it, so
-      stored vectors never mix. On by default: on the LFW dev set (accurate detection) the clustering engine
-      gains 0.44 point of BCubed F1 in one batch (0.9741 -> 0.9785, MinFaces 2) and keeps its increments
+      twice the descriptor work (one more forward pass: about 6 ms of CPU per face on one torch thread, at
+      the 172 descriptors per CPU-second `python -m immray.bench.throughput` measures); the embedder's name
+      changes with it, so stored vectors never mix. On by default: on the LFW dev set, measured with the dlib
+      pipeline this one reproduces, the clustering engine gained 0.44 point of BCubed F1 in one batch
+      (0.9741 -> 0.9785, MinFaces 2; the torch pipeline gives 0.9785 mirrored) and kept its increments
       within 0.01 of the batch (`python -m immray.bench.quality`, `python -m immray.bench.mirror_quality`).
     - ``embedder``: ``dlib-resnet-v1`` (dlib's ResNet on torch, the default) or
       ``open_clip:<model>@<checkpoint path>`` (an OpenCLIP image tower of one's own; see ``embed``).
