@@ -6,20 +6,35 @@ decide alone, and a small cluster still counts. The closest cluster is the answe
 (``faces.similarity``, the calibration CompareImageFaces uses: 0.5 is the same-person boundary) reaches 0.5;
 a face like nobody in the dataset is left out, as IMM lists only the faces that match a cluster.
 
-The clustered faces of a dataset are read once and kept in memory until a task or an index request changes
-them (the key holds the saved state's version and the dataset's change number), so a run of searches does
-not read every embedding each time.
+Where the process has a vector store (``immray.vectors``), Milvus makes the lookup: it finds each face's
+``CANDIDATES`` nearest faces of the dataset (one batched search for all the faces of the photo), and the
+distances are measured on those faces' embeddings as the store (SQL, the record) keeps them, so the
+Similarity is the same calibrated figure as without Milvus. A cluster with fewer of its faces among the
+candidates than ``NEAREST`` (and than it has) is scored with the farthest candidate standing in for the
+missing ones, a bound no nearer than the truth; when such a cluster would win, its faces are read from the
+store and it is scored exactly, so the answer is the one the whole dataset gives (up to Milvus ranking by
+the normalised vectors' cosine rather than by the raw embeddings' distance). Unclustered faces Milvus holds
+(indexed since the last task) are not candidates.
+
+Without a vector store, or when Milvus fails (logged), the clustered faces of the dataset are read from the
+store once and kept in memory until a task or an index request changes them (the key holds the saved
+state's version and the dataset's change number), so a run of searches does not read every embedding each
+time; the web page's move picker ranks people from the same read.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
 
+from immray import vectors
+from immray.clustering.neighbours import normalise
 from immray.faces import Analyzer, Boundary
 from immray.faces.similarity import distance_similarity, same_person_distance
 from immray.services.database import Database
@@ -28,8 +43,12 @@ from immray.services.image_faces import analyze_uri
 from immray.sources import Sources
 from immray.store import ClusteringState, Dataset, Figure, FigureCluster
 from immray.store.types import EMBEDDING_DTYPE
+from immray.vectors.store import FaceVectors, collection_name
+
+log = logging.getLogger("immray.services")
 
 NEAREST = 3
+CANDIDATES = 64  # nearest faces Milvus is asked for, per face of the photo
 CACHED_DATASETS = 4
 MATCH = 0.5
 
@@ -59,20 +78,137 @@ def search_clusters(
 ) -> list[ClusterMatch]:
     """The matching cluster of each face of the photo at ``uri`` (faces that match none are left out)."""
     with db.read() as session:
-        row = find_dataset(session, project, dataset)
-        gallery = clustered_faces(session, row, analyzer.embedder.name)
+        find_dataset(session, project, dataset)  # a missing dataset is told before the photo is read
     image = analyze_uri(sources, analyzer, uri)
     threshold = same_person_distance(analyzer.embedder)
+    found = nearest_clusters(db, project, dataset, analyzer.embedder.name, [f.embedding for f in image.faces])
     matches = []
-    for face in image.faces:
-        best = nearest_cluster(gallery, face.embedding)
+    for face, best in zip(image.faces, found, strict=True):
         if best is None:
             continue
-        code, distance = best
+        cluster_id, distance = best
         similarity = distance_similarity(distance, threshold)
         if similarity >= MATCH:
-            matches.append(ClusterMatch(face.boundary, gallery.ids[code], similarity))
+            matches.append(ClusterMatch(face.boundary, cluster_id, similarity))
     return matches
+
+
+def nearest_clusters(
+    db: Database,
+    project: str,
+    dataset: str,
+    model: str,
+    embeddings: Sequence[np.ndarray],
+    *,
+    candidates: int = CANDIDATES,
+) -> list[tuple[str, float] | None]:
+    """For each embedding, (cluster ObjectId, mean distance of its NEAREST closest faces) of the closest
+    cluster of the dataset, or None when it has none: through Milvus when the process has a vector store,
+    else (or when Milvus fails) from the dataset's clustered faces read whole."""
+    if not embeddings:
+        return []
+    queries = np.stack([np.asarray(e, np.float32) for e in embeddings])
+    store = vectors.for_db(db)
+    if store is not None:
+        try:
+            with db.read() as session:
+                dataset_id = find_dataset(session, project, dataset).id
+            found = _nearest_via_milvus(db, store, dataset_id, model, queries, candidates)
+            if found is not None:
+                return found
+        except Exception:
+            log.warning("searching Milvus failed; reading the dataset's faces from the store", exc_info=True)
+    with db.read() as session:
+        gallery = clustered_faces(session, find_dataset(session, project, dataset), model)
+    out: list[tuple[str, float] | None] = []
+    for query in queries:
+        best = nearest_cluster(gallery, query)
+        out.append(None if best is None else (gallery.ids[best[0]], best[1]))
+    return out
+
+
+def _nearest_via_milvus(
+    db: Database, store: FaceVectors, dataset_id: int, model: str, queries: np.ndarray, candidates: int
+) -> list[tuple[str, float] | None] | None:
+    """:func:`nearest_clusters` through Milvus; None when Milvus has no collection for ``model`` (nothing
+    of it written yet, or a Milvus that lost it: the store answers)."""
+    name = collection_name(store.prefix, model, queries.shape[1])
+    if name not in store.collections():
+        return None
+    hits = store.search(name, dataset_id, normalise(queries), candidates)
+    keys = sorted({key for found in hits for key, _ in found})
+    with db.read() as session:
+        faces = _clustered(session, dataset_id, model, Figure.id.in_(keys)) if keys else {}
+        sizes = dict(
+            session.execute(
+                select(FigureCluster.object_id, FigureCluster.face_count).where(
+                    FigureCluster.object_id.in_({cluster for cluster, _ in faces.values()})
+                )
+            ).all()
+        )
+    out: list[tuple[str, float] | None] = []
+    for query, found in zip(queries, hits, strict=True):
+        members: dict[str, list[np.ndarray]] = {}
+        for key, _ in found:
+            if key in faces:
+                cluster, vector = faces[key]
+                members.setdefault(cluster, []).append(vector)
+        out.append(_closest(db, dataset_id, model, query, members, sizes))
+    return out
+
+
+def _closest(
+    db: Database,
+    dataset_id: int,
+    model: str,
+    query: np.ndarray,
+    members: dict[str, list[np.ndarray]],
+    sizes: dict[str, int],
+) -> tuple[str, float] | None:
+    """The closest cluster among the candidates' clusters (see the module's docstring for the bound)."""
+    if not members:
+        return None
+    farthest = max(float(np.linalg.norm(v - query)) for vs in members.values() for v in vs)
+    scores: dict[str, tuple[float, bool]] = {}  # cluster -> (mean distance or its bound, exact?)
+    for cluster, vs in members.items():
+        distances = sorted(float(np.linalg.norm(v - query)) for v in vs)[:NEAREST]
+        wanted = min(NEAREST, max(sizes.get(cluster, len(vs)), len(vs)))
+        exact = len(distances) >= wanted
+        distances += [farthest] * (wanted - len(distances))
+        scores[cluster] = (sum(distances) / len(distances), exact)
+    while True:
+        cluster = min(scores, key=lambda c: (scores[c][0], c))
+        if scores[cluster][1]:
+            return cluster, scores[cluster][0]
+        with db.read() as session:  # a cluster whose nearest faces lie beyond the candidates: read it all
+            owned = select(FigureCluster.id).where(FigureCluster.object_id == cluster)
+            vs = [v for _, v in _clustered(session, dataset_id, model, Figure.cluster_id.in_(owned)).values()]
+        if vs:
+            distances = sorted(float(np.linalg.norm(v - query)) for v in vs)[:NEAREST]
+            scores[cluster] = (sum(distances) / len(distances), True)
+        else:
+            del scores[cluster]
+            if not scores:
+                return None
+
+
+def _clustered(session, dataset_id: int, model: str, where) -> dict[int, tuple[str, np.ndarray]]:
+    """face key -> (cluster ObjectId, embedding) of the dataset's clustered live faces of ``model``
+    matching ``where``."""
+    rows = session.execute(
+        select(Figure.id, FigureCluster.object_id, Figure.embedding)
+        .join(FigureCluster, FigureCluster.id == Figure.cluster_id)
+        .where(
+            Figure.dataset_id == dataset_id,
+            Figure.deleted_at.is_(None),
+            Figure.embedding_model == model,
+            where,
+        )
+    ).all()
+    return {
+        int(key): (cluster, np.frombuffer(blob, dtype=EMBEDDING_DTYPE).astype(np.float32))
+        for key, cluster, blob in rows
+    }
 
 
 def clustered_faces(session, dataset: Dataset, model: str) -> Gallery:
