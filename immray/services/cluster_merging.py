@@ -6,6 +6,10 @@ moves the sources' faces to the target, forgets the sources and remembers the me
 the user had taken out of a source stay out of the target). The sources' rows go, the target's counts and
 cover are counted again, and the user's names, ids and labels of the sources carry over where the target
 has none -- all in one transaction with the task's end and its notification.
+
+The merge runs on the dataset's state as a clustering task does: the one the dataset actor holds in memory
+when it is current, else the saved one with its index on the dataset's vectors in Milvus (in memory for a
+bare run), and the state it leaves is held for the next task.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from immray.clustering import Change, ClusteringInputError, Merge
 from immray.protocol.errors import ImmError
 from immray.services.cluster_writes import Outcome, write_outcome
 from immray.services.clustering_engine import clustering_engine, load_state
-from immray.services.clustering_task import TaskRun, save_state
+from immray.services.clustering_task import StateCache, TaskRun, same_store, save_state, task_vectors
 from immray.services.database import Database
 from immray.services.datasets import find_dataset
 from immray.services.tasks import NewTask, TaskRecord, create_task, dataset_serial_key, submit_task
 from immray.store import ClusteringState, FigureCluster
+from immray.vectors.index import DatasetIndexes
 
 TASK_TYPE = "FigureClustersMerging"
 JOB_NAME = "figure-clusters-merging"
@@ -88,13 +93,20 @@ def create_merging_task(
 def run_merging(db: Database, run: TaskRun, dataset_id: int, to: str, froms: Sequence[str]) -> dict[str, int]:
     """Merge ``froms`` into ``to`` through the engine and commit it with the end of ``run``'s task."""
     run.progress(1)
-    engine = clustering_engine()
+    store = task_vectors(db, run)
+    cache: StateCache | None = getattr(run, "state_cache", None)
     with db.read() as session:
         saved = session.get(ClusteringState, dataset_id)
         if saved is None:
             raise ImmError.resource_not_found("figure cluster", to)
         version, clustered_seq, model = saved.version, saved.clustered_seq, saved.embedding_model
-        state = load_state(engine, saved.state, "", session)
+        indexes = DatasetIndexes(store, dataset_id, model) if store is not None and model else None
+        engine = clustering_engine(indexes)
+        state = cache.take(dataset_id, version) if cache is not None else None
+        if state is not None and indexes is not None and not same_store(state, store):
+            state = None  # held from a run without Milvus (or another one): load it again
+        if state is None:  # the salt only seeds new clusters' ids, which a merge never makes
+            state = load_state(engine, saved.state, "", session, indexes)
     for cid in [to, *froms]:
         if cid not in state.code_of:  # gone since the request (emptied by a clustering task)
             raise ImmError.resource_not_found("figure cluster", cid)
@@ -112,4 +124,6 @@ def run_merging(db: Database, run: TaskRun, dataset_id: int, to: str, froms: Seq
         save_state(session, dataset_id, version, new_blob, clustered_seq, model, state.dim)
         write_outcome(session, dataset_id, outcome, ())
         run.finish(session, result)
+    if cache is not None:
+        cache.keep(dataset_id, (version or 0) + 1, state)
     return result

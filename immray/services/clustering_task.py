@@ -125,7 +125,7 @@ def run_clustering(db: Database, run: TaskRun, dataset_id: int) -> dict[str, int
         indexes = DatasetIndexes(store, dataset_id, model) if store is not None and model else None
         engine = clustering_engine(indexes)
         state = cache.take(dataset_id, pending.state_version) if cache is not None else None
-        if state is not None and indexes is not None and not _same_store(state, store):
+        if state is not None and indexes is not None and not same_store(state, store):
             state = None  # held from a run without Milvus (or another one): load it again
         if state is None:  # the saved state, its index restored in the same read (one snapshot)
             salt = dataset_salt(dataset_id, pending.created_at)
@@ -181,7 +181,8 @@ def task_vectors(db: Database, run: TaskRun) -> FaceVectors | None:
     return store
 
 
-def _same_store(state: ClusterState, store: FaceVectors) -> bool:
+def same_store(state: ClusterState, store: FaceVectors) -> bool:
+    """Whether a held state's index lives in ``store`` (or it has none yet)."""
     return state.index is None or (isinstance(state.index, MilvusIndex) and state.index.store is store)
 
 
