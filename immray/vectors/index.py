@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from immray.clustering.neighbours import ExactIndex, search_frame
+from immray.clustering.neighbours import search_frame
+from immray.vectors.bulk import bulk_index
 from immray.vectors.store import FaceVectors
 
 _MAX_LIMIT = 16_384
 CACHE_ROWS = 1_000_000  # vectors an index keeps read (512 MB of 128-d float32 at most)
-_BULK_READ = 50_000  # vectors read per step when the bulk index is made
 BULK_QUERIES = 2_000  # a search of this many queries at once reads the vectors and searches them exactly
 
 
@@ -49,7 +49,7 @@ class MilvusIndex:
         self._row_of: dict[int, int] = {}  # face key -> row, of the rows held
         self._cache: dict[int, np.ndarray] = {}  # face key -> vector, as written or read (see vectors)
         self.written = 0  # vectors this index had to (re)write: the repairs
-        self._bulk: ExactIndex | None = None  # the held vectors, read from Milvus, for bulk searches
+        self._bulk = None  # the held vectors searched in memory, for bulk searches (immray.vectors.bulk)
 
     @property
     def ntotal(self) -> int:
@@ -105,19 +105,29 @@ class MilvusIndex:
             return np.stack([self._cache[k] if k in self._cache else found[k] for k in keys])
         return np.stack([self._cache[k] for k in keys])
 
-    def _bulk_index(self) -> ExactIndex:
-        """The bulk path (a backfill's first task asks for the neighbours of every face): Milvus answers
-        a query in ~2 ms on milvus-lite whatever the batch, so a million of them would take the better
-        part of an hour; the held vectors are read from Milvus instead (in batches, once) and searched
-        exactly in memory. Exact, as milvus-lite's FLAT is, so the clusters do not change."""
+    def _bulk_index(self):
+        """The bulk path (a backfill's first task asks for the neighbours of every face): the held vectors
+        searched in memory (``immray.vectors.bulk``) instead of a million queries to Milvus. They are the
+        ones this task wrote or checked against Milvus (the cache), else read from Milvus in one scan."""
         if self._bulk is None:
-            rows = np.fromiter(sorted(self._row_of.values()), np.int64, len(self._row_of))
-            bulk = ExactIndex(self.dim)
-            for lo in range(0, len(rows), _BULK_READ):
-                part = rows[lo : lo + _BULK_READ]
-                bulk.add(part, self.vectors(part))
-            self._bulk = bulk
+            rows = np.fromiter(self._row_of.values(), np.int64, len(self._row_of))
+            keys = np.fromiter(self._row_of.keys(), np.int64, len(self._row_of))
+            if not all(k in self._cache for k in keys.tolist()):
+                self._read_dataset()
+            vectors = np.stack([self._cache[k] for k in keys.tolist()])
+            self._bulk = bulk_index(self.dim, rows, vectors)
         return self._bulk
+
+    def _read_dataset(self) -> None:
+        """Cache the vectors of every held face, read from Milvus in one scan of the dataset."""
+        self._make_room(len(self._row_of))
+        for keys, vectors in self.store.dataset_vectors(self.collection, self.dataset_id):
+            for key, vector in zip(keys.tolist(), vectors, strict=True):
+                if key in self._row_of:
+                    self._cache[key] = vector
+        missing = [k for k in self._row_of if k not in self._cache]
+        if missing:
+            raise KeyError(f"face vectors missing from Milvus: {missing[:5]}")
 
     def _make_room(self, n: int) -> None:
         """Keep the cache under ``CACHE_ROWS`` (cleared whole: what the next task reads comes back)."""

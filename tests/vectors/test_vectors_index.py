@@ -75,3 +75,29 @@ def test_a_bulk_search_reads_the_vectors_from_milvus_and_answers_alike(milvus_se
     by_bulk = index.search(vectors, 3)
     assert np.array_equal(by_bulk[1], by_milvus[1])
     assert np.allclose(by_bulk[0], by_milvus[0], atol=1e-5)
+
+
+def test_a_large_bulk_search_goes_through_the_inverted_lists_and_finds_the_same_neighbours(
+    milvus_settings, monkeypatch
+):
+    """Past EXACT_MAX faces the bulk path searches an IVF-Flat index; probing every list it is exact."""
+    from immray.vectors import bulk
+
+    store = open_store(milvus_settings)
+    indexes = DatasetIndexes(store, 5, "test-model")
+    indexes.bind(_Rows)
+    index = indexes(128)
+    raw, _ = people_faces(20, 6, seed=11)
+    vectors = normalise(raw)
+    index.add(np.arange(120), vectors)
+    exact = ExactIndex(128)
+    exact.add(np.arange(120), vectors)
+    monkeypatch.setattr(milvus_index, "BULK_QUERIES", 1)
+    monkeypatch.setattr(bulk, "EXACT_MAX", 50)
+    monkeypatch.setattr(bulk, "LIST_SIZE", 20)  # 6 lists, all of them probed (NPROBE 12)
+    index._cache.clear()
+    sims, ids = index.search(vectors, 4)
+    assert isinstance(index._bulk, bulk.IvfIndex)
+    esims, eids = exact.search(vectors, 4)
+    assert np.array_equal(ids, eids)
+    assert np.allclose(sims, esims, atol=1e-5)

@@ -27,6 +27,25 @@ def test_upserts_are_idempotent_and_read_back_bit_for_bit(milvus_settings):
     assert np.array_equal(store.get(coll, [103])[103], vectors[4])
 
 
+def test_a_bulk_ensure_checks_the_keys_against_one_scan_of_the_dataset(milvus_settings, monkeypatch):
+    from immray.vectors import store as store_module
+
+    monkeypatch.setattr(store_module, "SCAN_ENSURE", 1)  # every ensure scans
+    store = open_store(milvus_settings)
+    raw, _ = people_faces(5, 4, seed=2)
+    vectors = normalise(raw)
+    coll = store.collection("test-model", 128)
+    keys = list(range(200, 220))
+    store.upsert(coll, 1, keys[:15], vectors[:15])
+    store.upsert(coll, 2, keys[15:], vectors[15:])  # the same keys held under another dataset: not ours
+    changed = vectors.copy()
+    changed[3] = vectors[4]
+    assert store.ensure(coll, 1, keys, changed) == 6  # one stale, five missing from this dataset
+    assert store.ensure(coll, 1, keys, changed) == 0
+    assert np.array_equal(store.get(coll, [203])[203], vectors[4])
+    assert store.count(1) == 20
+
+
 def test_search_is_filtered_to_one_dataset_and_exact(milvus_settings):
     store = open_store(milvus_settings)
     raw, _ = people_faces(10, 5, seed=1)
