@@ -108,26 +108,18 @@ class MilvusIndex:
     def _bulk_index(self):
         """The bulk path (a backfill's first task asks for the neighbours of every face): the held vectors
         searched in memory (``immray.vectors.bulk``) instead of a million queries to Milvus. They are the
-        ones this task wrote or checked against Milvus (the cache), else read from Milvus in one scan."""
+        ones this task wrote or checked against Milvus (the cache), the rest read from Milvus by key."""
         if self._bulk is None:
             rows = np.fromiter(self._row_of.values(), np.int64, len(self._row_of))
-            keys = np.fromiter(self._row_of.keys(), np.int64, len(self._row_of))
-            if not all(k in self._cache for k in keys.tolist()):
-                self._read_dataset()
-            vectors = np.stack([self._cache[k] for k in keys.tolist()])
+            keys = list(self._row_of)
+            wanted = [k for k in keys if k not in self._cache]
+            if wanted:
+                self._make_room(len(wanted))  # which may clear the cache: ask again what it lacks
+                wanted = [k for k in keys if k not in self._cache]
+                self._cache.update(self.store.get(self.collection, wanted))
+            vectors = np.stack([self._cache[k] for k in keys])
             self._bulk = bulk_index(self.dim, rows, vectors)
         return self._bulk
-
-    def _read_dataset(self) -> None:
-        """Cache the vectors of every held face, read from Milvus in one scan of the dataset."""
-        self._make_room(len(self._row_of))
-        for keys, vectors in self.store.dataset_vectors(self.collection, self.dataset_id):
-            for key, vector in zip(keys.tolist(), vectors, strict=True):
-                if key in self._row_of:
-                    self._cache[key] = vector
-        missing = [k for k in self._row_of if k not in self._cache]
-        if missing:
-            raise KeyError(f"face vectors missing from Milvus: {missing[:5]}")
 
     def _make_room(self, n: int) -> None:
         """Keep the cache under ``CACHE_ROWS`` (cleared whole: what the next task reads comes back)."""

@@ -27,10 +27,7 @@ def test_upserts_are_idempotent_and_read_back_bit_for_bit(milvus_settings):
     assert np.array_equal(store.get(coll, [103])[103], vectors[4])
 
 
-def test_a_bulk_ensure_checks_the_keys_against_one_scan_of_the_dataset(milvus_settings, monkeypatch):
-    from immray.vectors import store as store_module
-
-    monkeypatch.setattr(store_module, "SCAN_ENSURE", 1)  # every ensure scans
+def test_ensure_counts_a_key_held_under_another_dataset_as_missing(milvus_settings):
     store = open_store(milvus_settings)
     raw, _ = people_faces(5, 4, seed=2)
     vectors = normalise(raw)
