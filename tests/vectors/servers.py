@@ -75,8 +75,18 @@ def running(command: list[str], port: int, log: Path, timeout: float) -> Iterato
         process.wait(15)
 
 
+ETCD_PEER_PORT = 2380  # the embedded etcd's peer port, which milvus-server 2.3.5 offers no option to move
+
+
 def milvus_server(directory: Path, timeout: float = 180.0):
-    """The `milvus` package's standalone server on free ports under ``directory``."""
+    """The `milvus` package's standalone server on free ports under ``directory``. One runs per host: its
+    embedded etcd always listens on port 2380, so a second one fails; that is said at once, not after the
+    start timeout."""
+    if _answers(ETCD_PEER_PORT):
+        raise RuntimeError(
+            f"port {ETCD_PEER_PORT} is taken (another milvus-server's embedded etcd?): one milvus-server runs "
+            "per host; point the suite at it with IMMRAY_TEST_MILVUS_URI=http://127.0.0.1:<its proxy port>"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     ports = {name: free_port() for name in _SERVER_PORTS}
     command = [str(Path(sys.executable).parent / "milvus-server"), "--data", str(directory)]
