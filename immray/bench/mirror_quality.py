@@ -165,7 +165,7 @@ def main() -> None:
             swept = replace(
                 config,
                 join_threshold=threshold,
-                merge_threshold=max(config.merge_threshold, min(1.0, threshold + 0.01)),
+                merge_threshold=max(config.merge_bar, min(1.0, threshold + 0.01)),
             )
             for m in args.min_faces:
                 labels, secs = batch(faces, m, swept)

@@ -44,7 +44,7 @@ class Engine:
             index_factory=self.index_factory,
             smooth_k=cfg.smoothing_neighbours,
             smooth_sharpness=cfg.smoothing_sharpness,
-            smooth_floor=cfg.smoothing_floor,
+            smooth_floor=cfg.neighbour_floor,
         )
 
     def load_state(self, blob: bytes, index: NeighbourIndex | None = None) -> ClusterState:
@@ -73,7 +73,7 @@ class Engine:
             rows = state.add_faces([f.face_id for f in faces], vectors, quality, images)
             del vectors  # the index holds them now
             journal.note_new(rows)
-            hits = index_new_faces(state, rows, cfg.neighbours, cfg.candidate_floor)
+            hits = index_new_faces(state, rows, cfg.neighbours, cfg.neighbour_floor)
             cluster_active_faces(state, rows, cfg, journal, self.new_id, first_hits=hits)
         return journal.result(cfg)
 

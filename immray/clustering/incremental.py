@@ -53,8 +53,8 @@ def pairs_within_groups(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _wake(state: ClusterState, new_rows: np.ndarray, cfg: ClusteringConfig, first_hits):
     """The active faces (new ones plus the independent faces near them) and the neighbour pairs among them.
 
-    Independent faces at least ``wake_floor`` similar to an active face wake up, and so do the independent
-    faces in their own neighbour lists, up to ``reconsider_hops`` deep. Woken faces bring the neighbours
+    Independent faces among the neighbour hits of an active face (all above the neighbour floor) wake up,
+    and so do the independent faces in their own neighbour lists, up to ``reconsider_hops`` deep. Woken faces bring the neighbours
     they already list (no new search): their closest faces are in those lists, and the new faces near
     them found them from the other side.
     """
@@ -62,7 +62,9 @@ def _wake(state: ClusterState, new_rows: np.ndarray, cfg: ClusteringConfig, firs
     src, dst, sim = first_hits
     srcs, dsts = [src], [dst]
     for _hop in range(cfg.reconsider_hops):
-        loose = (state.cluster.data[dst] == INDEPENDENT) & ~state.pinned.data[dst] & (sim >= cfg.wake_floor)
+        loose = (
+            (state.cluster.data[dst] == INDEPENDENT) & ~state.pinned.data[dst] & (sim >= cfg.neighbour_floor)
+        )
         frontier = np.setdiff1d(dst[loose], active)
         if not len(frontier):
             break
@@ -96,7 +98,7 @@ def cluster_active_faces(
         return
     assert state.sums is not None
     if first_hits is None:
-        first_hits = search(state, np.unique(new_rows), cfg.neighbours, cfg.candidate_floor)
+        first_hits = search(state, np.unique(new_rows), cfg.neighbours, cfg.neighbour_floor)
     active, src, dst = _wake(state, new_rows, cfg, first_hits)
     n_active = len(active)
 
@@ -149,7 +151,7 @@ def cluster_active_faces(
             cannot_link=cannot_units,
             established=established,
             name=names,
-            strong_threshold=cfg.merge_threshold,
+            strong_threshold=cfg.merge_bar,
             cohesion_margin=cfg.cohesion_margin,
             adopt_margin=cfg.adopt_margin,
         ),

@@ -87,7 +87,6 @@ class Journal:
         out = np.zeros(len(rows))
         codes = st.cluster.data[rows]
         inside = codes >= 0
-        span = cfg.confidence_ceiling - cfg.confidence_floor
         where = np.flatnonzero(inside)
         for lo in range(0, len(where), _BLOCK):  # in blocks, to bound memory at a million faces
             part = where[lo : lo + _BLOCK]
@@ -96,7 +95,7 @@ class Journal:
             dots = np.einsum("ij,ij->i", vec, st.sums.data[codes[part]])
             n = st.counts.data[codes[part]].astype(np.float64)
             mean_other = np.where(n > 1, (dots - 1.0) / np.maximum(n - 1, 1), 1.0)
-            out[part] = np.clip((mean_other - cfg.confidence_floor) / span, 0.0, 1.0)
+            out[part] = cfg.confidence(mean_other)
         out[st.pinned.data[rows] & inside] = 1.0
         return np.round(out, 4)
 

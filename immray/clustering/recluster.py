@@ -54,7 +54,7 @@ def recluster(
     rows = new.add_faces(
         [f.face_id for f in given], vectors, quality, [new.intern_image(f.image_id) for f in given]
     )
-    src, dst, sim = index_new_faces(new, rows, cfg.neighbours, cfg.candidate_floor)
+    src, dst, sim = index_new_faces(new, rows, cfg.neighbours, cfg.neighbour_floor)
     # The old clusters, empty for now, under their old codes' order so "older" still means older.
     old_codes = sorted(old.code_of.values())
     code_map = np.full(len(old.cluster_ids) + 1, INDEPENDENT, np.int64)

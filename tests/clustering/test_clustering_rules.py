@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from clustering_helpers import People, add, groups
 
 from immray.clustering import Change, ClusteringConfig, Engine, Merge, Move, NewFace
@@ -224,3 +225,45 @@ def test_confidence_is_high_for_typical_faces_and_zero_when_independent(engine: 
     conf = {f.face_id: f.confidence for f in result.faces}
     assert conf["bob-0006"] == 0.0
     assert all(0.5 < conf[f"ann-000{i}"] <= 1.0 for i in range(1, 6))
+
+
+def _two_ann_clusters_then_more(shared_photo: bool):
+    """Two clusters of one person (built apart with a strict bar), whose first faces may share a photo; then
+    more of her faces, which bring strong evidence that the two are one person."""
+    people = People(seed=5)
+    a, b = people.faces("ann", 3), people.faces("ann", 3)
+    if shared_photo:
+        b[0] = NewFace(b[0].face_id, b[0].embedding, a[0].image_id, b[0].quality)
+    strict = Engine(ClusteringConfig(join_threshold=0.999))
+    state = strict.new_state("ds")
+    for part in (a, b):
+        first, *rest = add(strict, state, part, min_faces=1).created
+        strict.update(state, Change(merged=[Merge(first, tuple(rest))]))
+    assert state.n_clusters == 2
+    result = add(Engine(), state, people.faces("ann", 4))
+    return state, result, a[0].face_id, b[0].face_id
+
+
+def test_clusters_holding_faces_of_one_photo_never_merge():
+    state, result, _, _ = _two_ann_clusters_then_more(shared_photo=False)
+    assert len(result.merged) == 1 and state.n_clusters == 1  # the evidence is enough to merge ...
+    state, result, one, other = _two_ann_clusters_then_more(shared_photo=True)
+    assert result.merged == () and state.n_clusters == 2  # ... unless a photo would hold one person twice
+    assert state.cluster_of(one) != state.cluster_of(other)
+
+
+def test_merge_bar_and_confidence_follow_the_join_bar(people: People):
+    assert ClusteringConfig(join_threshold=0.9).merge_bar == pytest.approx(0.91)
+    assert ClusteringConfig(join_threshold=0.9, merge_threshold=0.97).merge_bar == 0.97
+    assert ClusteringConfig(join_threshold=0.9).confidence([0.85, 0.9, 0.95, 1.0]).tolist() == pytest.approx(
+        [0.0, 0.0, 0.5, 1.0]
+    )
+    # The same cluster seen by an engine with a higher bar: each face is nearer that bar, less sure.
+    faces = people.faces("ann", 6)
+    confidence = {}
+    for bar in (0.8, 0.9):
+        engine = Engine(ClusteringConfig(join_threshold=bar))
+        result = add(engine, engine.new_state("ds"), faces)
+        assert len(result.created) == 1
+        confidence[bar] = np.array([f.confidence for f in result.faces])
+    assert (confidence[0.9] < confidence[0.8]).all() and (confidence[0.9] > 0).all()
