@@ -2,10 +2,11 @@
 
 ``get_analyzer(AnalyzerConfig(...)).analyze(data)`` decodes an image (EXIF rotation, size limits, any pixel
 mode), detects faces with dlib, aligns them on five landmarks, embeds them through an ``Embedder`` and
-scores their quality. Bad input raises ``ImageError`` with a code and a clear message.
+scores their quality; face-api's networks estimate each face's age, gender and emotion. Bad input raises ``ImageError`` with a code and a clear message.
 """
 
 from immray.faces.analyzer import Analyzer, get_analyzer
+from immray.faces.attributes import FaceAttributes
 from immray.faces.config import AnalyzerConfig
 from immray.faces.decode import DecodedImage, decode_image
 from immray.faces.embed import DlibResNetEmbedder, Embedder
@@ -21,6 +22,7 @@ __all__ = [
     "DlibResNetEmbedder",
     "Embedder",
     "Face",
+    "FaceAttributes",
     "HeadPose",
     "ImageError",
     "decode_image",

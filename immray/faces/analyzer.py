@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from immray.faces.align import FaceAligner
+from immray.faces.attributes import AttributeEstimator, FaceAttributes, get_attribute_estimator
 from immray.faces.config import AnalyzerConfig
 from immray.faces.decode import DecodedImage, decode_image
 from immray.faces.detect import Detection
@@ -36,6 +37,7 @@ class Analyzer:
         detector: DetectionStrategy | None = None,
         embedder: Embedder | None = None,
         aligner: FaceAligner | None = None,
+        attributes: AttributeEstimator | None = None,
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device)
@@ -43,6 +45,9 @@ class Analyzer:
         embedder = embedder or make_embedder(config.embedder, device=self.device)
         self.embedder = MirroredEmbedder(embedder) if config.mirror else embedder
         self.aligner = aligner or FaceAligner(device=self.device)
+        self.attributes = (
+            (attributes or get_attribute_estimator(str(self.device))) if config.attributes else None
+        )
         self._chip_size = int(getattr(self.embedder, "chip_size", 150))
         self._chip_padding = float(getattr(self.embedder, "chip_padding", 0.25))
         self._lock = threading.Lock()
@@ -85,9 +90,12 @@ class Analyzer:
             ]
             chips = [c for _, c in aligned if c is not None and len(c)]
             embeddings = self.embedder.embed(np.concatenate(chips)) if chips else None
+            attributes = self._attributes(images, detections)
         out: list[list[Face]] = []
         start = 0
-        for image, found, (landmarks, image_chips) in zip(images, detections, aligned, strict=True):
+        for image, found, (landmarks, image_chips), image_attributes in zip(
+            images, detections, aligned, attributes, strict=True
+        ):
             faces = []
             for i, detection in enumerate(found):
                 assert embeddings is not None and image_chips is not None
@@ -99,12 +107,26 @@ class Analyzer:
                         embeddings[start + i],
                         image.width,
                         image.height,
+                        image_attributes[i],
                     )
                 )
             start += len(found)
             faces.sort(key=lambda f: (f.boundary.top, f.boundary.left))
             out.append(faces)
         return out
+
+    def _attributes(
+        self, images: list[DecodedImage], detections: list[list[Detection]]
+    ) -> list[list[FaceAttributes | None]]:
+        """Age, gender and emotion of every face of the batch (None each when attributes are off)."""
+        if self.attributes is None:
+            return [[None] * len(found) for found in detections]
+        return self.attributes.estimate_batch(
+            [
+                (image.pixels, [(d.left, d.top, d.right, d.bottom) for d in found])
+                for image, found in zip(images, detections, strict=True)
+            ]
+        )
 
     def detect(self, decoded: DecodedImage) -> list[Detection]:
         """Face boxes in the image's displayed pixels, found by the configured detection strategy."""
@@ -118,6 +140,7 @@ class Analyzer:
         embedding: np.ndarray,
         width: int,
         height: int,
+        attributes: FaceAttributes | None = None,
     ) -> Face:
         boundary = _clipped_boundary(detection, width, height)
         pose = head_pose(landmarks)
@@ -131,6 +154,7 @@ class Analyzer:
             head_pose=pose,
             landmarks=landmarks,
             embedding=np.asarray(embedding, dtype=np.float32),
+            attributes=attributes,
         )
 
 

@@ -38,6 +38,8 @@ class AnalyzerConfig:
       within 0.01 of the batch (`python -m immray.bench.quality`, `python -m immray.bench.mirror_quality`).
     - ``embedder``: ``dlib-resnet-v1`` (dlib's ResNet on torch, the default) or
       ``open_clip:<model>@<checkpoint path>`` (an OpenCLIP image tower of one's own; see ``embed``).
+    - ``attributes``: estimate each face's age, gender and emotion (face-api's networks, ``attributes``) in
+      the same batch; off saves their cost (``python -m immray.bench.attributes`` measures it).
     - ``device``: ``auto`` (the GPU this process sees, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     """
 
@@ -49,6 +51,7 @@ class AnalyzerConfig:
     mirror: bool = True
     embedder: str = "dlib-resnet-v1"
     device: str = "auto"
+    attributes: bool = True
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

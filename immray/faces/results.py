@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from immray.faces.attributes import FaceAttributes
+
 
 @dataclass(frozen=True)
 class Boundary:
@@ -46,10 +48,12 @@ class Face:
     head_pose: HeadPose
     landmarks: tuple[tuple[float, float], ...]
     embedding: np.ndarray = field(repr=False)
+    # Age, gender and emotion; None when the analyzer was asked not to estimate them.
+    attributes: FaceAttributes | None = None
 
     def to_figure(self) -> dict:
         """The IMM Figure fields this face knows. FigureId and FigureClusterId belong to the store."""
-        return {
+        figure = {
             "FigureType": "face",
             "FigureConfidence": round(self.confidence, 4),
             "Boundary": self.boundary.to_imm(),
@@ -57,6 +61,9 @@ class Face:
             "Sharpness": round(self.sharpness, 4),
             "HeadPose": self.head_pose.to_imm(),
         }
+        if self.attributes is not None:
+            figure.update(self.attributes.to_imm())
+        return figure
 
 
 @dataclass(frozen=True, eq=False)

@@ -112,6 +112,12 @@ def test_face_values_and_imm_figure(group):
             "FaceQuality",
             "Sharpness",
             "HeadPose",
+            # estimated by face-api's networks (tests/faces/test_attributes.py)
+            "Age",
+            "Gender",
+            "GenderConfidence",
+            "Emotion",
+            "EmotionConfidence",
         }
         assert figure["FigureType"] == "face"
         assert figure["Boundary"] == {
