@@ -17,11 +17,23 @@ from immray.settings import Settings
 
 #: A dataset's FaceDetectionMode -> the detector it runs; ``default`` (or no mode) is the server's setting.
 DETECTION_MODES = {"accurate": "accurate", "fast": "fast"}
+#: Appended to a mode when the dataset's FaceAttributes is false: the mode string is what travels to the
+#: analysis replicas and backfill actors, so it carries both per-dataset knobs.
+WITHOUT_ATTRIBUTES = "+no-attributes"
+
+
+def analysis_mode(detection_mode: str, attributes: bool) -> str:
+    """The mode string for a dataset's FaceDetectionMode and FaceAttributes."""
+    return detection_mode if attributes else detection_mode + WITHOUT_ATTRIBUTES
 
 
 def analyzer_config(settings: Settings, mode: str | None = None) -> AnalyzerConfig:
     """``AnalyzerConfig`` from ``settings`` and a dataset's detection ``mode`` (None or ``default``: the
-    server's detector); ValueError (with the reason) for values the pipeline refuses."""
+    server's detector); ValueError (with the reason) for values the pipeline refuses. A mode ending in
+    ``WITHOUT_ATTRIBUTES`` leaves out age, gender and emotion."""
+    attributes = True
+    if mode is not None and mode.endswith(WITHOUT_ATTRIBUTES):
+        mode, attributes = mode[: -len(WITHOUT_ATTRIBUTES)], False
     if mode is None or mode == "default":
         detector = settings.detector
     elif mode in DETECTION_MODES:
@@ -36,6 +48,7 @@ def analyzer_config(settings: Settings, mode: str | None = None) -> AnalyzerConf
         mirror=settings.mirror,
         embedder=settings.embedder,
         device=settings.device,
+        attributes=attributes,
     )
 
 

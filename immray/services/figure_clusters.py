@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from immray.protocol.errors import ImmError
@@ -31,8 +31,9 @@ MAX_LABELS = 100
 MAX_LABEL_KEY = 128
 MAX_LABEL_VALUE = 1024
 MAX_TEXT = 512
-# QueryFigureClusters' Sort values; the ones every cluster of a dataset shares (and those immray does
-# not estimate, Gender, VideoCount) sort by ObjectId, as an empty Sort does.
+# QueryFigureClusters' Sort values; the ones every cluster of a dataset shares (and VideoCount, immray
+# indexes no video) sort by ObjectId, as an empty Sort does. Gender sorts people of no estimated gender
+# first (""), then female, then male.
 SORTS = (
     "ImageCount",
     "VideoCount",
@@ -67,6 +68,18 @@ class ClusterView:
     created_at: datetime
     updated_at: datetime
     cover: FileView | None  # the cover photo, with the cover face as its only Figure
+    people: PersonAttributes | None = None  # from its faces' estimated attributes; None when none has any
+
+
+@dataclass(frozen=True)
+class PersonAttributes:
+    """A person's Gender (what most of their faces were estimated as) and the spread of their faces'
+    estimated ages (None when no face has an age)."""
+
+    gender: str | None
+    average_age: float | None
+    min_age: float | None
+    max_age: float | None
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,11 @@ def query_clusters(db: Database, query: ClusterQuery) -> tuple[Listing[ClusterVi
         total = None
         if query.with_total_count:
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        column = _SORT_COLUMNS.get(query.sort, FigureCluster.object_id)
+        column = (
+            _gender_column()
+            if query.sort == "Gender"
+            else _SORT_COLUMNS.get(query.sort, FigureCluster.object_id)
+        )
         key = SortKey(query.sort or "ObjectId", column, FigureCluster.object_id, descending=query.descending)
         page = list_page(session, stmt, key, limit=query.limit, token=query.token)
         return Listing(_views(session, row, page.items), page.next_token), total
@@ -164,6 +181,7 @@ def _views(session: Session, dataset: Dataset, rows: Sequence[FigureCluster]) ->
             v.pk: v for v in file_views(session, file_rows, project, dataset.name, only_figures=covers)
         }
         files = {pk: by_file[file_pk] for pk, file_pk in file_of.items() if file_pk in by_file}
+    people = _person_attributes(session, [row.id for row in rows])
     return [
         ClusterView(
             object_id=row.object_id,
@@ -178,9 +196,53 @@ def _views(session: Session, dataset: Dataset, rows: Sequence[FigureCluster]) ->
             created_at=row.created_at,
             updated_at=row.updated_at,
             cover=_cover_only(files.get(row.cover_figure_id), row.cover_figure_id, session),
+            people=people.get(row.id),
         )
         for row in rows
     ]
+
+
+def _gender_column():
+    """A cluster's Gender as a sortable SQL value, the rule of ``_person_attributes``: the gender most of
+    its live faces were estimated as, "" on a tie or when none was."""
+    gender = Figure.attributes["Gender"].as_string()
+    live = (Figure.cluster_id == FigureCluster.id) & Figure.deleted_at.is_(None)
+    males = select(func.count()).where(live, gender == "male").correlate(FigureCluster).scalar_subquery()
+    females = select(func.count()).where(live, gender == "female").correlate(FigureCluster).scalar_subquery()
+    return type_coerce(case((males > females, "male"), (females > males, "female"), else_=""), String)
+
+
+def _person_attributes(session: Session, cluster_pks: list[int]) -> dict[int, PersonAttributes]:
+    """Gender and age spread of each cluster's live faces, aggregated in SQL for the whole page."""
+    if not cluster_pks:
+        return {}
+    age = Figure.attributes["Age"].as_float()
+    gender = Figure.attributes["Gender"].as_string()
+    rows = session.execute(
+        select(
+            Figure.cluster_id,
+            func.avg(age),
+            func.min(age),
+            func.max(age),
+            func.sum(case((gender == "male", 1), else_=0)),
+            func.sum(case((gender == "female", 1), else_=0)),
+        )
+        .where(Figure.cluster_id.in_(cluster_pks), Figure.deleted_at.is_(None))
+        .group_by(Figure.cluster_id)
+    ).all()
+    out = {}
+    for pk, average, low, high, males, females in rows:
+        males, females = int(males or 0), int(females or 0)
+        sex = None if males == females else ("male" if males > females else "female")  # a tie: unknown
+        if average is None and sex is None:
+            continue
+        out[pk] = PersonAttributes(
+            gender=sex,
+            average_age=None if average is None else round(float(average), 1),
+            min_age=None if low is None else float(low),
+            max_age=None if high is None else float(high),
+        )
+    return out
 
 
 def _cover_only(view: FileView | None, cover_pk: int | None, session: Session) -> FileView | None:

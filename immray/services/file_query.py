@@ -3,8 +3,10 @@
 IMM's query is a tree ``{Field, Operation, Value, SubQueries}``. immray answers ``and``, ``or`` and
 ``not`` over ``eq`` on ``Figures.FigureClusterId`` (the photos of one person; the reserved
 ``figure-cluster-id-independent`` / ``-unavailable`` values find photos with such faces), ``URI``,
-``CustomId``, ``Filename``, ``ContentType``, ``MediaType`` and ``ObjectStatus``, and ``prefix`` on
-``URI``, ``CustomId`` and ``Filename``. Anything else is refused by name, never silently ignored. Pages are
+``CustomId``, ``Filename``, ``ContentType``, ``MediaType`` and ``ObjectStatus``, ``prefix`` on
+``URI``, ``CustomId`` and ``Filename``, and the face attributes a model estimated: ``eq``/``gt``/``gte``/
+``lt``/``lte`` on ``Figures.Age`` and ``eq`` on ``Figures.Gender`` and ``Figures.Emotion`` (a file matches
+when one of its live faces does). Anything else is refused by name, never silently ignored. Pages are
 keyset pages on one sort field (default: newest first), so paging through a person's photos costs the same
 on page 100 as on page 1.
 """
@@ -48,6 +50,15 @@ _EQ_FIELDS = {
 }
 _PREFIX_FIELDS = {"URI": File.uri, "CustomId": File.custom_id, "Filename": File.filename}
 _FIGURE_CLUSTER = "Figures.FigureClusterId"
+_FIGURE_AGE = "Figures.Age"
+_FIGURE_WORDS = {"Figures.Gender": "Gender", "Figures.Emotion": "Emotion"}
+_COMPARISONS = {
+    "eq": lambda a, b: a == b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 SORTS: dict[str, Any] = {
     "URI": File.uri,
@@ -118,14 +129,38 @@ def _node(node: Any, dataset_id: int, *, depth: int, counter: list[int], path: s
         raise ImmError.invalid_argument(f"{path}.Value must be a string of at most {MAX_VALUE} characters.")
     if operation == "eq" and field == _FIGURE_CLUSTER:
         return _has_face_in(value, dataset_id)
+    if field == _FIGURE_AGE and operation in _COMPARISONS:
+        return _has_face_aged(operation, value, path)
+    if operation == "eq" and field in _FIGURE_WORDS:
+        return _has_face_where(Figure.attributes[_FIGURE_WORDS[field]].as_string() == value)
     if operation == "eq" and field in _EQ_FIELDS:
         return _EQ_FIELDS[field] == value
     if operation == "prefix" and field in _PREFIX_FIELDS:
         return starts_with(_PREFIX_FIELDS[field], value)
     raise ImmError.invalid_argument(
         f"{path}: {operation} on {field[:128]} is not supported; immray answers and/or/not, eq on "
-        f"{_FIGURE_CLUSTER}, {', '.join(_EQ_FIELDS)}, and prefix on {', '.join(_PREFIX_FIELDS)}."
+        f"{_FIGURE_CLUSTER}, {', '.join(_FIGURE_WORDS)}, {', '.join(_EQ_FIELDS)}, {'/'.join(_COMPARISONS)} "
+        f"on {_FIGURE_AGE}, and prefix on {', '.join(_PREFIX_FIELDS)}."
     )
+
+
+def _has_face_where(test: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The file has a live face passing ``test``."""
+    return exists(select(Figure.id).where(Figure.file_id == File.id, Figure.deleted_at.is_(None), test))
+
+
+def _has_face_aged(operation: str, value: str, path: str) -> ColumnElement[bool]:
+    """The file has a live face whose estimated Age compares to ``value`` (years) as ``operation`` says."""
+    try:
+        years = float(value.strip())
+    except ValueError:
+        years = float("nan")
+    if not 0 <= years <= 200:
+        raise ImmError.invalid_argument(
+            f"{path}.Value for {_FIGURE_AGE} must be a number of years, not {value[:64]!r}."
+        )
+    age = Figure.attributes["Age"].as_float()
+    return _has_face_where(and_(age.is_not(None), _COMPARISONS[operation](age, years)))
 
 
 def _has_face_in(cluster_id: str, dataset_id: int) -> ColumnElement[bool]:

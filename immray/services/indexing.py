@@ -36,6 +36,7 @@ from immray.notify import enqueue, envelope, notification_topics
 from immray.protocol.errors import ImmError
 from immray.protocol.times import format_time
 from immray.services import workflow_parameters
+from immray.services.analysis import analysis_mode
 from immray.services.database import Database
 from immray.services.datasets import find_dataset
 from immray.services.files import tombstone_figures
@@ -166,14 +167,18 @@ class _Claimed:
 
 
 def detection_mode(db: Database, file_id: int) -> str:
-    """The ``FaceDetectionMode`` in force in the dataset of file ``file_id`` (``default`` if it is gone)."""
+    """The ``FaceDetectionMode`` in force in the dataset of file ``file_id`` (``default`` if it is gone),
+    with its ``FaceAttributes`` folded in (``services.analysis.analysis_mode``)."""
     with db.read() as session:
         parameters = session.scalar(
             select(Dataset.workflow_parameters)
             .join(File, File.dataset_id == Dataset.id)
             .where(File.id == file_id)
         )
-    return workflow_parameters.setting(parameters, workflow_parameters.FACE_DETECTION_MODE.name)
+    return analysis_mode(
+        workflow_parameters.setting(parameters, workflow_parameters.FACE_DETECTION_MODE.name),
+        workflow_parameters.setting(parameters, workflow_parameters.FACE_ATTRIBUTES.name),
+    )
 
 
 def analyze_file(
@@ -312,6 +317,8 @@ def _store_faces(session: Session, row: File, analyzed: AnalyzedImage, embedding
                 yaw=face.head_pose.yaw,
                 pitch=face.head_pose.pitch,
                 roll=face.head_pose.roll,
+                # Age, Gender, Emotion (+ confidences) as IMM names them; None when attributes were off
+                attributes=face.attributes.to_imm() if face.attributes is not None else None,
                 change_seq=seq,
             )
             figure.set_vector(face.embedding, embedding_model)

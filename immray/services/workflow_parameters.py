@@ -131,6 +131,18 @@ FACE_DETECTION_MODE = register(
     )
 )
 
+# Age, gender and emotion of every face (face-api's networks, in the same batch as the embedding). Off saves
+# their cost for datasets that never filter on them; the faces indexed while it is off carry none.
+FACE_ATTRIBUTES = register(
+    WorkflowParameter(
+        "FaceAttributes",
+        default="true",
+        parse=boolean,
+        description="estimate each face's Age, Gender and Emotion when its photo is indexed (false: "
+        "leave them out, a little faster)",
+    )
+)
+
 
 def validate(raw: Any, *, parameter: str = "WorkflowParameters") -> list[dict[str, str]]:
     """The pairs a client sent, checked: ``[{"Name": ..., "Value": ...}]``, known names, good values.

@@ -139,17 +139,31 @@ def build_router(web: WebApp) -> APIRouter:
         order = "asc" if args.get("order") == "asc" else "desc"
         size = args.get("size", "")
         size = min(int(size), 100) if size.isdigit() and int(size) > 0 else PEOPLE_PAGE
-        body = await web.call(
-            session,
-            "QueryFigureClusters",
-            ProjectName=project,
-            DatasetName=dataset,
-            Sort=sort,
-            Order=order,
-            MaxResults=size,
-            NextToken=args.get("token", ""),
-            WithTotalCount=True,
-        )
+        ages = (_years(args.get("age_from", "")), _years(args.get("age_to", "")))
+        if ages != (None, None):  # people of an estimated age range: a filter of the page's own
+            people, next_token = await web.people_aged(
+                session,
+                project,
+                dataset,
+                ages,
+                sort=sort,
+                order=order,
+                token=args.get("token", ""),
+                want=size,
+            )
+            body = {"FigureClusters": people, "NextToken": next_token, "TotalCount": None}
+        else:
+            body = await web.call(
+                session,
+                "QueryFigureClusters",
+                ProjectName=project,
+                DatasetName=dataset,
+                Sort=sort,
+                Order=order,
+                MaxResults=size,
+                NextToken=args.get("token", ""),
+                WithTotalCount=True,
+            )
         counts = await run_in_threadpool(dataset_counts, web.context.db, project, dataset)
         return web.page(
             request,
@@ -163,6 +177,8 @@ def build_router(web: WebApp) -> APIRouter:
             sort=sort,
             order=order,
             size=size if size != PEOPLE_PAGE else "",
+            age_from="" if ages[0] is None else ages[0],
+            age_to="" if ages[1] is None else ages[1],
             sorts=("FaceCount", "ImageCount", "Name", "CreateTime", "UpdateTime"),
             unassigned=counts.unassigned_faces,
             undo=web.last_undo(session),
@@ -441,3 +457,9 @@ def build_router(web: WebApp) -> APIRouter:
         )
 
     return router
+
+
+def _years(text: str) -> int | None:
+    """An age bound of the people page's filter: whole years 0-150, anything else no bound."""
+    text = text.strip()
+    return int(text) if text.isdigit() and int(text) <= 150 else None

@@ -28,6 +28,9 @@ HERE = Path(__file__).parent
 PEOPLE_PAGE = 48
 MAX_FACE_PAGES = 10  # a person's page reads at most this many SimpleQuery pages of 100 photos
 NAME_SEARCH_PAGES = 20
+# Pages of QueryFigureClusters (100 people each) one people page may read to fill itself with the people of
+# an age range: a page of the grid stops there and links to the rest.
+AGE_FILTER_PAGES = 50
 NEAREST_PEOPLE = 6  # the move picker's strip of likeliest people
 MAX_FORM_BYTES = 256 * 1024
 CACHE_CONTROL = "private, max-age=604800, immutable"
@@ -152,6 +155,47 @@ class WebApp:
             if not token or len(found) >= 20:
                 break
         return found[:20]
+
+    async def people_aged(
+        self,
+        session: WebSession,
+        project: str,
+        dataset: str,
+        ages: tuple[int | None, int | None],
+        *,
+        sort: str,
+        order: str,
+        token: str,
+        want: int,
+    ) -> tuple[list[dict], str]:
+        """People whose estimated ``AverageAge``, in whole years (39.7 is 39, as one says a person's
+        age), lies in ``ages`` (inclusive; None = open), in the order of
+        ``sort``: QueryFigureClusters' pages read from ``token`` until ``want`` match (whole pages, so the
+        returned token resumes exactly) or ``AGE_FILTER_PAGES`` were read. IMM has no such filter, so it
+        is the page's, over the same action and policy as the unfiltered grid."""
+        low, high = ages
+        found: list[dict] = []
+        for _ in range(AGE_FILTER_PAGES):
+            body = await self.call(
+                session,
+                "QueryFigureClusters",
+                ProjectName=project,
+                DatasetName=dataset,
+                Sort=sort,
+                Order=order,
+                MaxResults=100,
+                NextToken=token,
+            )
+            for person in body.get("FigureClusters") or []:
+                age = person.get("AverageAge")
+                age = None if age is None else int(age)
+                if age is None or (low is not None and age < low) or (high is not None and age > high):
+                    continue
+                found.append(person)
+            token = body.get("NextToken") or ""
+            if not token or len(found) >= want:
+                break
+        return found, token
 
     async def nearest_people(
         self, session: WebSession, project: str, dataset: str, figure_id: str

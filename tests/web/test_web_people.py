@@ -190,6 +190,43 @@ def test_the_link_signs_in_once_and_the_people_page_shows_everyone_with_covers(b
     context.close()
 
 
+def test_the_people_page_filters_people_by_their_estimated_age(page, site):
+    people = {p.object_id: p for p in site.people()}
+    assert all(p.average_age is not None and p.min_age <= p.average_age <= p.max_age for p in people.values())
+    # the whole-year bound that splits the six people most evenly (their estimated ages differ)
+    ages = [p.average_age for p in people.values()]
+    bound = min(
+        range(int(min(ages)) + 1, int(max(ages)) + 1), key=lambda b: abs(sum(a >= b for a in ages) - 3)
+    )
+    older = {i for i, p in people.items() if p.average_age >= bound}
+    assert 0 < len(older) < len(people)
+
+    page.goto(site.people_url())
+    page.fill("input[name=age_from]", str(bound))
+    with page.expect_navigation():
+        page.click("button:text-is('Show')")
+    shown = {card.get_attribute("data-id") for card in page.locator(".person").all()}
+    assert shown == older
+    card = page.locator(".person").first
+    person = people[card.get_attribute("data-id")]
+    assert f"age {int(person.min_age)}–{int(person.max_age)} (est.)" in card.inner_text()
+    assert page.input_value("input[name=age_from]") == str(bound)
+
+    # the other side of the bound, one person a page: the next-page links keep the filter
+    page.goto(site.people_url() + f"?age_to={bound - 1}&size=1")
+    younger = []
+    while True:
+        younger += [card.get_attribute("data-id") for card in page.locator(".person").all()]
+        if page.locator("#next").count() == 0:
+            break
+        with page.expect_navigation():
+            page.click("#next")
+    assert sorted(younger) == sorted(set(people) - older)
+    # an age no one has shows no one, and says so
+    page.goto(site.people_url() + "?age_from=140")
+    assert page.locator(".person").count() == 0 and page.locator("#no-match").count() == 1
+
+
 def test_rename_is_seen_through_the_sdk(page, site, artifacts):
     person = site.people()[0]
     page.goto(f"{site.people_url()}/{person.object_id}")
