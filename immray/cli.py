@@ -1019,5 +1019,119 @@ def vectors_rebuild(settings: Settings, target: str) -> None:
     click.echo(f"{target}: {deleted} vector(s) deleted, {written} written from the database")
 
 
+_DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+
+
+@main.command()
+@click.argument("location", required=False)
+@click.option("--dataset", metavar="P/D", help="project/dataset the photos go to (created if missing).")
+@click.option(
+    "--address",
+    envvar="RAY_API_SERVER_ADDRESS",
+    default=_DEFAULT_DASHBOARD,
+    show_default=True,
+    help="The Ray dashboard of the cluster (its job API); RAY_API_SERVER_ADDRESS.",
+)
+@click.option(
+    "--follow", is_flag=True, help="Show the job's progress until it ends; exit 1 unless it succeeded."
+)
+@click.option("--list", "list_jobs", is_flag=True, help="List the backfills the cluster ran or runs.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The Serve config whose `backfill` args (else FaceAnalysis deployment) size the actor pool "
+    "(default: configs/serve.local.yaml).",
+)
+@click.option("--actors", help="Override the pool: a size (2) or a range (1-4).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the photos per model batch.")
+@click.option("--num-cpus", type=click.FloatRange(min=0), help="Override the CPUs per actor.")
+@click.option("--num-gpus", type=click.FloatRange(min=0), help="Override the GPUs per actor.")
+@click.option(
+    "--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="An environment variable of the job."
+)
+@click.option("--python", default="python", show_default=True, help="The Python of the cluster's nodes.")
+@click.option("--notify-topic", help="Tell this topic (IMMRAY_NOTIFY_TOPICS) when each batch of files ends.")
+def backfill(
+    location: str | None,
+    dataset: str | None,
+    address: str,
+    follow: bool,
+    list_jobs: bool,
+    config_path: Path | None,
+    actors: str | None,
+    batch_size: int | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    env_pairs: tuple[str, ...],
+    python: str,
+    notify_topic: str | None,
+) -> None:
+    """Index every photo under LOCATION (a folder of the cluster's nodes, or s3://bucket/prefix/) into a
+    dataset, as a Ray job on the cluster: Ray Data runs the face models in an actor pool, the photos are
+    stored as the API stores them, and one clustering task starts at the end. Submitted again, it skips
+    the photos indexed and unchanged. The job's settings are the cluster nodes' IMMRAY_* environment
+    (plus --env).
+    """
+    from immray.jobs import backfill_client as jobs
+
+    try:
+        if list_jobs:
+            _list_backfills(jobs.list_backfills(address))
+            return
+        if not location or not dataset:
+            raise click.UsageError("give LOCATION and --dataset P/D (or --list)")
+        pool = _backfill_pool(config_path, actors, batch_size, num_cpus, num_gpus)
+        env = jobs.parse_env(env_pairs)
+        if "://" not in location:  # the job runs elsewhere: a path travels as an absolute file:// URI
+            location = Path(os.path.abspath(location)).as_uri() + "/"
+        submission_id = jobs.submit(
+            address, location, dataset, pool, env=env, python=python, notify_topic=notify_topic
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except jobs.BackfillClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"submitted {submission_id}: {location} -> {dataset}")
+    click.echo(f"  logs: ray job logs {submission_id} --address {address}")
+    if not follow:
+        return
+
+    def show(status: str, progress) -> None:
+        click.echo(f"{status}: {progress.summary()}" if progress else status)
+
+    final = jobs.follow(address, submission_id, show)
+    if final != "SUCCEEDED":
+        click.echo(f"{submission_id} ended {final}", err=True)
+        click.get_current_context().exit(1)
+
+
+def _backfill_pool(config_path, actors, batch_size, num_cpus, num_gpus):
+    import yaml
+
+    from immray.jobs.backfill_pool import parse_actors, pool_from_config
+
+    path = config_path or Path(__file__).resolve().parents[1] / "configs" / "serve.local.yaml"
+    config = (
+        yaml.safe_load(path.read_text()) if path.exists() else {"applications": [{"import_path": "immray."}]}
+    )
+    low, high = parse_actors(actors) if actors else (None, None)
+    return pool_from_config(
+        config, min_actors=low, max_actors=high, batch_size=batch_size, num_cpus=num_cpus, num_gpus=num_gpus
+    )
+
+
+def _list_backfills(found) -> None:
+    if not found:
+        click.echo("no backfill")
+        return
+    for job in found:
+        began = job.start_time.strftime("%Y-%m-%d %H:%M:%S") if job.start_time else "-"
+        ended = job.end_time.strftime("%H:%M:%S") if job.end_time else "-"
+        click.echo(
+            f"{job.submission_id}  {job.status:<9} {began} -> {ended}  {job.location} -> {job.dataset}"
+        )
+
+
 if __name__ == "__main__":
     main()

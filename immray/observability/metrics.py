@@ -166,6 +166,15 @@ def counting_photos(analyze: Callable[[bytes], T]) -> Callable[[bytes], T]:
     return counted
 
 
+def photos_analysed(results: Collection[Any], seconds: float) -> None:
+    """Count photos analysed as one batch (a backfill's actor), each with its share of ``seconds``: a
+    result with ``.faces`` is analysed, anything else (an exception) an error."""
+    share = seconds / len(results) if results else 0.0
+    for result in results:
+        faces = getattr(result, "faces", None)
+        _photo_analysed("error" if faces is None else "analysed", share, len(faces or ()))
+
+
 def _photo_analysed(result: str, seconds: float, faces: int) -> None:
     with _recording() as metrics:
         if metrics is not None:

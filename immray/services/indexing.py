@@ -42,7 +42,7 @@ from immray.services.datasets import find_dataset
 from immray.services.files import tombstone_figures
 from immray.services.input_files import INDEX_REQUEST_KEY, InputFile
 from immray.services.tasks import new_event_id
-from immray.sources import SourceInfo, SourceRefused, Sources, SourceUnreadable
+from immray.sources import SourceInfo, SourceObject, SourceRefused, Sources, SourceUnreadable
 from immray.store import Dataset, Figure, File, ObjectStatus, next_change_seq, utcnow
 from immray.vectors.sync import FaceVector, write_faces
 
@@ -76,6 +76,14 @@ class Accepted:
 
 def accept(db: Database, sources: Sources, request: IndexRequest) -> Accepted:
     """Record the request's files as Pending and submit their analysis; returns the EventId."""
+    accepted = record_pending(db, sources, request)
+    submit_analysis(accepted.event_id, accepted.file_ids)
+    return accepted
+
+
+def record_pending(db: Database, sources: Sources, request: IndexRequest) -> Accepted:
+    """The recording half of :func:`accept`: the files Pending under a new EventId, nothing submitted
+    (a bulk backfill analyses them itself, with :func:`analyze_files`)."""
     uris = [given.uri for given in request.files]
     seen: set[str] = set()
     for uri in uris:
@@ -117,7 +125,6 @@ def accept(db: Database, sources: Sources, request: IndexRequest) -> Accepted:
             rows.append(row)
         session.flush()
         file_ids = [row.id for row in rows]
-    submit_analysis(event_id, file_ids)
     return Accepted(event_id, file_ids)
 
 
@@ -224,17 +231,80 @@ def analyze_file(
     )
 
 
+def analyze_files(
+    db: Database,
+    sources: Sources,
+    analyze_batch: Callable[[list[bytes]], Sequence[AnalyzedImage | Exception]],
+    embedding_model: str,
+    files: Sequence[tuple[int, str]],
+    *,
+    max_attempts: int = 3,
+) -> list[tuple[str | None, int]]:
+    """:func:`analyze_file` for a batch of ``(file_id, event_id)``: the same claims, reads and stored
+    outcomes, with one ``analyze_batch`` call (one outcome per photo: its faces or the exception that
+    photo alone fails with), the claims in one transaction and the outcomes in another, their vectors in
+    one write. Returns each file's (new ObjectStatus or None as :func:`analyze_file`, faces stored)."""
+    with db.write() as session:
+        claims = [_claim_in(session, file_id, event_id, max_attempts) for file_id, event_id in files]
+    outcomes: dict[int, dict[str, Any]] = {}  # slot -> _finish_in's keyword arguments
+    to_analyze: list[tuple[int, _Claimed, SourceObject]] = []
+    for slot, claimed in enumerate(claims):
+        if claimed is None:
+            continue
+        try:
+            location = sources.check(claimed.uri)
+            info = sources.stat(location)
+            if claimed.fingerprint is not None and info.fingerprint == claimed.fingerprint:
+                outcomes[slot] = {"unchanged": True}
+                continue
+            to_analyze.append((slot, claimed, sources.read(location)))
+        except (SourceRefused, SourceUnreadable) as exc:
+            reason = exc.reason if isinstance(exc, SourceUnreadable) else f"[InvalidArgument] {exc.message}"
+            outcomes[slot] = {"reason": reason}
+        except Exception as exc:  # a bug must not leave the file Pending forever
+            log.exception("reading %s failed", claimed.uri)
+            outcomes[slot] = {"reason": f"[InternalError] analysis failed ({type(exc).__name__})"}
+    if to_analyze:
+        try:
+            analyzed = list(analyze_batch([source.data for _, _, source in to_analyze]))
+        except Exception as exc:  # the whole batch failed: each photo fails alone, as analyze_file's would
+            log.exception("analysing a batch of %d photos failed", len(to_analyze))
+            analyzed = [exc] * len(to_analyze)
+        for (slot, claimed, source), result in zip(to_analyze, analyzed, strict=True):
+            if isinstance(result, ImageError):
+                outcomes[slot] = {"reason": result.reason, "info": source.info}
+            elif isinstance(result, Exception):
+                log.error("analysing %s failed: %r", claimed.uri, result)
+                outcomes[slot] = {"reason": f"[InternalError] analysis failed ({type(result).__name__})"}
+            else:
+                outcomes[slot] = {"info": source.info, "analyzed": result, "embedding_model": embedding_model}
+    results: list[tuple[str | None, int]] = [(None, 0)] * len(files)
+    new_vectors: list[FaceVector] = []
+    with db.write() as session:
+        for slot, outcome in sorted(outcomes.items()):
+            status, stored = _finish_in(session, *files[slot], **outcome)
+            results[slot] = (status, len(stored))
+            new_vectors += [FaceVector(f.id, f.dataset_id, f.embedding_model, f.vector) for f in stored]
+    if new_vectors:  # after the commit, as _finish writes them
+        write_faces(vectors.for_db(db), new_vectors)
+    return results
+
+
 def _claim(db: Database, file_id: int, event_id: str, max_attempts: int) -> _Claimed | None:
     with db.write() as session:
-        row = session.get(File, file_id)
-        if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
-            return None
-        row.attempts += 1
-        if row.attempts > max_attempts:
-            _mark_failed(row, f"[InternalError] the analysis was cut short {max_attempts} times")
-            complete_events(session, session.get(Dataset, row.dataset_id), {row.event_id})
-            return None
-        return _Claimed(row.uri, row.fingerprint)
+        return _claim_in(session, file_id, event_id, max_attempts)
+
+
+def _claim_in(session: Session, file_id: int, event_id: str, max_attempts: int) -> _Claimed | None:
+    row = session.get(File, file_id)
+    if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
+        return None
+    row.attempts += 1
+    if row.attempts > max_attempts:
+        _mark_failed(row, f"[InternalError] the analysis was cut short {max_attempts} times")
+        complete_events(session, session.get(Dataset, row.dataset_id), {row.event_id})
+        return None
+    return _Claimed(row.uri, row.fingerprint)
 
 
 def _finish(
@@ -248,36 +318,61 @@ def _finish(
     analyzed: AnalyzedImage | None = None,
     embedding_model: str = "",
 ) -> str | None:
-    stored: list[Figure] = []
     with db.write() as session:
-        row = session.get(File, file_id)
-        if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
-            return None  # deleted or re-queued meanwhile: the newer request decides
-        # One finisher at a time per dataset, so exactly one sees its request complete.
-        dataset = session.scalar(select(Dataset).where(Dataset.id == row.dataset_id).with_for_update())
-        if info is not None:
-            _source_fields(row, info)
-        if unchanged:
-            row.object_status = ObjectStatus.INDEXED
-            row.reason = None
-        elif reason is not None:
-            _mark_failed(row, reason)
-            if not reason.startswith(KEEP_FACES_ON):  # the old faces are not this file's any more
-                tombstone_figures(session, row.dataset_id, [row.id])
-                row.figure_count = None
-        else:
-            assert analyzed is not None and info is not None
-            stored = _store_faces(session, row, analyzed, embedding_model)
-            row.fingerprint = info.fingerprint
-        complete_events(session, dataset, {event_id})
-        session.flush()
-        status = row.object_status
+        status, stored = _finish_in(
+            session,
+            file_id,
+            event_id,
+            unchanged=unchanged,
+            reason=reason,
+            info=info,
+            analyzed=analyzed,
+            embedding_model=embedding_model,
+        )
         new_vectors = [FaceVector(f.id, f.dataset_id, f.embedding_model, f.vector) for f in stored]
     # After the commit: the faces are the record; their vectors follow (a crash here is repaired by the
     # next clustering task, which upserts what Milvus lacks).
     if new_vectors:
         write_faces(vectors.for_db(db), new_vectors)
     return status
+
+
+def _finish_in(
+    session: Session,
+    file_id: int,
+    event_id: str,
+    *,
+    unchanged: bool = False,
+    reason: str | None = None,
+    info: SourceInfo | None = None,
+    analyzed: AnalyzedImage | None = None,
+    embedding_model: str = "",
+) -> tuple[str | None, list[Figure]]:
+    """Store one file's outcome in ``session``; returns its new status (None: nothing to do) and the
+    faces stored (flushed: their ids are known)."""
+    stored: list[Figure] = []
+    row = session.get(File, file_id)
+    if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
+        return None, stored  # deleted or re-queued meanwhile: the newer request decides
+    # One finisher at a time per dataset, so exactly one sees its request complete.
+    dataset = session.scalar(select(Dataset).where(Dataset.id == row.dataset_id).with_for_update())
+    if info is not None:
+        _source_fields(row, info)
+    if unchanged:
+        row.object_status = ObjectStatus.INDEXED
+        row.reason = None
+    elif reason is not None:
+        _mark_failed(row, reason)
+        if not reason.startswith(KEEP_FACES_ON):  # the old faces are not this file's any more
+            tombstone_figures(session, row.dataset_id, [row.id])
+            row.figure_count = None
+    else:
+        assert analyzed is not None and info is not None
+        stored = _store_faces(session, row, analyzed, embedding_model)
+        row.fingerprint = info.fingerprint
+    complete_events(session, dataset, {event_id})
+    session.flush()
+    return row.object_status, stored
 
 
 def _source_fields(row: File, info: SourceInfo) -> None:
