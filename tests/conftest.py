@@ -68,3 +68,17 @@ def ray_runtime():
 
     yield start_ray()
     stop_ray()
+
+
+@pytest.fixture(scope="session")
+def milvus_server_uri(tmp_path_factory: pytest.TempPathFactory):
+    """The URI of a real Milvus server the whole session shares: the `milvus` package's ``milvus-server``
+    (one per host: ``milvus_testkit`` says why), or the one ``IMMRAY_TEST_MILVUS_URI`` names."""
+    given = os.environ.get("IMMRAY_TEST_MILVUS_URI")
+    if given:
+        yield given
+        return
+    from milvus_testkit import milvus_server
+
+    with milvus_server(tmp_path_factory.mktemp("milvus-server")) as uri:
+        yield uri

@@ -19,7 +19,8 @@ commands:
 
 options:
   --dry-run   print the commands `up`/`down` would run, run nothing
-  --root DIR  a folder the cluster may index (IMMRAY_ALLOWED_ROOTS; repeatable; default: $HOME/Pictures)
+  --root DIR  a folder the cluster may index (IMMRAY_ALLOWED_ROOTS; repeatable; default: the folders `up`
+              was given, else $HOME/Pictures)
 
 settings (environment, with their defaults):
   TRIAL_DIR=/tmp/immray-trial       Ray temp dirs, Milvus data, logs, pid files
@@ -63,6 +64,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# Without --root: the folders `up` was given (so `worker` and `env` agree with the running nodes).
+if [ ${#ROOTS[@]} -eq 0 ] && [ "$command_name" != up ] && [ -f "$TRIAL_DIR/roots" ]; then
+  mapfile -t ROOTS <"$TRIAL_DIR/roots"
+fi
 [ ${#ROOTS[@]} -gt 0 ] || ROOTS=("$HOME/Pictures")
 if [ "$RAY_PORT" = 6379 ]; then
   echo "TRIAL_RAY_PORT must not be 6379 (Redis' port)" >&2
@@ -174,6 +179,7 @@ trial_pids() {  # this trial's processes only: their command lines name its dire
 case "$command_name" in
   up)
     run mkdir -p "$TRIAL_DIR/data"
+    [ "$DRY_RUN" = 1 ] || printf '%s\n' "${ROOTS[@]}" >"$TRIAL_DIR/roots"
     database_up
     milvus_up
     ray_up

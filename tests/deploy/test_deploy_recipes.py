@@ -183,3 +183,16 @@ def test_the_trial_plan_is_two_nodes_postgres_milvus_and_the_cluster_config(tmp_
     assert not (tmp_path / "trial").exists()  # a dry run runs nothing
     exports = trial("env", "--root", str(tmp_path)).stdout
     assert f"IMMRAY_ALLOWED_ROOTS='[\"{tmp_path}\"]'" in exports and "RAY_API_SERVER_ADDRESS=" in exports
+
+
+def test_the_trial_worker_rejoins_with_the_roots_up_was_given(tmp_path):
+    directory = tmp_path / "trial"
+    directory.mkdir()
+    (directory / "roots").write_text("/mnt/photos\n/mnt/more\n")  # what `up --root ... --root ...` wrote
+    planned = trial("worker", "--dry-run", TRIAL_DIR=str(directory))
+    assert planned.returncode == 0, planned.stderr
+    (start,) = [line for line in planned.stdout.splitlines() if "/ray start" in line]
+    assert "--head" not in start and "--address 127.0.0.1:6380" in start
+    assert f"--temp-dir {directory}/ray-worker" in start
+    (roots,) = re.findall(r"IMMRAY_ALLOWED_ROOTS=(\S+)", start)
+    assert json.loads(roots.replace("\\", "")) == ["/mnt/photos", "/mnt/more"]  # printed shell-quoted

@@ -1,33 +1,17 @@
 """Milvus for tests/vectors: every test runs on milvus-lite (this process's own file) and on a real Milvus
-server (the `milvus` package's ``milvus-server``, one per session, or ``IMMRAY_TEST_MILVUS_URI``), each test
+server (the session's, ``milvus_server_uri`` of tests/conftest.py), each test
 with a collection prefix of its own (dropped at its end)."""
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from servers import milvus_server  # noqa: E402
-
-from immray.settings import Settings  # noqa: E402
-from immray.vectors import endpoint, registry  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def milvus_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    given = os.environ.get("IMMRAY_TEST_MILVUS_URI")
-    if given:
-        yield given
-        return
-    with milvus_server(tmp_path_factory.mktemp("milvus-server")) as uri:
-        yield uri
+from immray.settings import Settings
+from immray.vectors import endpoint, registry
 
 
 @pytest.fixture(params=["lite", "server"])
