@@ -195,7 +195,10 @@ def face_input(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray
     side = crop.shape[0]
     if side != INPUT_SIZE:
         resize = _resize_matrix(side, INPUT_SIZE)
-        crop = np.einsum("ij,jkc,lk->ilc", resize, crop, resize)
+        # resize @ crop @ resize.T per channel, as two BLAS products: a three-operand einsum loops
+        # naively (about a second a face), these take a millisecond
+        rows = np.tensordot(resize, crop, axes=1)  # (112, side, 3)
+        crop = np.tensordot(rows, resize, axes=([1], [1])).transpose(0, 2, 1)  # (112, 112, 3)
     crop = crop.astype(np.float32)
     out = (crop - np.asarray(MEAN_RGB, dtype=np.float32)) / np.float32(255)
     return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
