@@ -307,28 +307,11 @@ def _claim_in(session: Session, file_id: int, event_id: str, max_attempts: int) 
     return _Claimed(row.uri, row.fingerprint)
 
 
-def _finish(
-    db: Database,
-    file_id: int,
-    event_id: str,
-    *,
-    unchanged: bool = False,
-    reason: str | None = None,
-    info: SourceInfo | None = None,
-    analyzed: AnalyzedImage | None = None,
-    embedding_model: str = "",
-) -> str | None:
+def _finish(db: Database, file_id: int, event_id: str, **outcome: Any) -> str | None:
+    """:func:`_finish_in` in a transaction of its own (``outcome``: its keyword arguments), then the
+    stored faces' vectors."""
     with db.write() as session:
-        status, stored = _finish_in(
-            session,
-            file_id,
-            event_id,
-            unchanged=unchanged,
-            reason=reason,
-            info=info,
-            analyzed=analyzed,
-            embedding_model=embedding_model,
-        )
+        status, stored = _finish_in(session, file_id, event_id, **outcome)
         new_vectors = [FaceVector(f.id, f.dataset_id, f.embedding_model, f.vector) for f in stored]
     # After the commit: the faces are the record; their vectors follow (a crash here is repaired by the
     # next clustering task, which upserts what Milvus lacks).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,26 +135,50 @@ class WebApp:
                 break
         return found
 
-    async def search_people(self, session: WebSession, project: str, dataset: str, text: str) -> list[dict]:
-        """People whose name contains ``text`` (case-insensitive), from QueryFigureClusters by name."""
-        needle = text.strip().lower()
-        found, token = [], ""
-        for _ in range(NAME_SEARCH_PAGES):
+    async def people_where(
+        self,
+        session: WebSession,
+        project: str,
+        dataset: str,
+        keep: Callable[[dict], bool],
+        *,
+        want: int,
+        pages: int,
+        token: str = "",
+        **query: str,
+    ) -> tuple[list[dict], str]:
+        """People passing ``keep``, from QueryFigureClusters' pages (``query``: its Sort, Order) read from
+        ``token`` until ``want`` passed (whole pages, so the returned token resumes exactly) or ``pages``
+        were read. For the filters IMM's action lacks: the same action and policy as the plain grid."""
+        found: list[dict] = []
+        for _ in range(pages):
             body = await self.call(
                 session,
                 "QueryFigureClusters",
                 ProjectName=project,
                 DatasetName=dataset,
-                Sort="Name",
                 MaxResults=100,
                 NextToken=token,
+                **query,
             )
-            for person in body.get("FigureClusters") or []:
-                if needle in (person.get("Name") or "").lower():
-                    found.append(person)
+            found += [person for person in body.get("FigureClusters") or [] if keep(person)]
             token = body.get("NextToken") or ""
-            if not token or len(found) >= 20:
+            if not token or len(found) >= want:
                 break
+        return found, token
+
+    async def search_people(self, session: WebSession, project: str, dataset: str, text: str) -> list[dict]:
+        """People whose name contains ``text`` (case-insensitive), from QueryFigureClusters by name."""
+        needle = text.strip().lower()
+        found, _ = await self.people_where(
+            session,
+            project,
+            dataset,
+            lambda person: needle in (person.get("Name") or "").lower(),
+            want=20,
+            pages=NAME_SEARCH_PAGES,
+            Sort="Name",
+        )
         return found[:20]
 
     async def people_aged(
@@ -169,33 +194,28 @@ class WebApp:
         want: int,
     ) -> tuple[list[dict], str]:
         """People whose estimated ``AverageAge``, in whole years (39.7 is 39, as one says a person's
-        age), lies in ``ages`` (inclusive; None = open), in the order of
-        ``sort``: QueryFigureClusters' pages read from ``token`` until ``want`` match (whole pages, so the
-        returned token resumes exactly) or ``AGE_FILTER_PAGES`` were read. IMM has no such filter, so it
-        is the page's, over the same action and policy as the unfiltered grid."""
+        age), lies in ``ages`` (inclusive; None = open), in the order of ``sort``, a page of ``want``
+        (``people_where``; at most ``AGE_FILTER_PAGES`` pages read)."""
         low, high = ages
-        found: list[dict] = []
-        for _ in range(AGE_FILTER_PAGES):
-            body = await self.call(
-                session,
-                "QueryFigureClusters",
-                ProjectName=project,
-                DatasetName=dataset,
-                Sort=sort,
-                Order=order,
-                MaxResults=100,
-                NextToken=token,
-            )
-            for person in body.get("FigureClusters") or []:
-                age = person.get("AverageAge")
-                age = None if age is None else int(age)
-                if age is None or (low is not None and age < low) or (high is not None and age > high):
-                    continue
-                found.append(person)
-            token = body.get("NextToken") or ""
-            if not token or len(found) >= want:
-                break
-        return found, token
+
+        def aged(person: dict) -> bool:
+            age = person.get("AverageAge")
+            if age is None:
+                return False
+            years = int(age)
+            return (low is None or years >= low) and (high is None or years <= high)
+
+        return await self.people_where(
+            session,
+            project,
+            dataset,
+            aged,
+            want=want,
+            pages=AGE_FILTER_PAGES,
+            token=token,
+            Sort=sort,
+            Order=order,
+        )
 
     async def nearest_people(
         self, session: WebSession, project: str, dataset: str, figure_id: str
