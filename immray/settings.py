@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     task_retention_days: float = Field(default=7.0, gt=0, description="finished tasks are kept this long")
     task_lease_seconds: float = Field(default=30.0, gt=0, description="a dead worker's task reruns then")
     task_max_attempts: int = Field(default=3, ge=1, description="runs of a task cut short before it fails")
+    analysis_lease_seconds: float = Field(
+        default=60.0, gt=0, description="a photo whose analysis died with its process is analysed again then"
+    )
     task_poll_seconds: float = Field(default=2.0, gt=0, description="how often the pool looks for work")
 
     # Bindings (immray.bindings): bound folders and buckets are listed again this often (and folders

@@ -45,6 +45,7 @@ class BackfillAnalysis:
             self._embedder,
             files,
             max_attempts=self._settings.task_max_attempts,
+            lease_seconds=self._settings.analysis_lease_seconds,
         )
         return {
             "file_id": np.array([file_id for file_id, _ in files], dtype=np.int64),

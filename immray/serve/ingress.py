@@ -48,7 +48,9 @@ def ray_services(
         dispatcher,
         backend,
         TaskSweeper(context.db, context.settings, backend.send_task, after_fail=dispatcher.wake),
-        PendingFilesRecovery(context.db),  # files whose analysis died with an earlier replica
+        PendingFilesRecovery(
+            context.db, context.settings
+        ),  # files whose analysis died with an earlier replica
         BindingRunner(context.db, context.settings),  # bound folders/buckets kept in sync (leases)
     ]
 

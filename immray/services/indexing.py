@@ -8,6 +8,11 @@ after the commit one ``index-file`` job per file is submitted. The files table i
 job lost with its process is submitted again at the next start (``requeue_pending``), and a file whose
 analysis was cut short ``max_attempts`` times fails instead of looping.
 
+An analysis claims its file with a lease (``analysis_lease_expires_at``, taken under the row's lock): a
+second job for the same file (every ingress replica re-submits the Pending files when it starts) finds the
+lease held and does nothing, so each photo is analysed once and its attempts count real runs. A lease that
+expired belongs to an analysis that died with its process; ``requeue_expired`` submits those files again.
+
 The job (``analyze_file``) is idempotent: it acts only on a file still Pending under its EventId, and
 writes in one transaction that checks this again, so a photo analysed twice stores its faces once. An
 unchanged file (same fingerprint as when it was last indexed) is a no-op; a changed one gets new faces and
@@ -24,9 +29,10 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from immray import vectors
@@ -121,6 +127,7 @@ def record_pending(db: Database, sources: Sources, request: IndexRequest) -> Acc
             row.reason = None
             row.event_id = event_id
             row.attempts = 0
+            row.analysis_lease_expires_at = None  # a running analysis of an older request is void
             row.attributes = {**(row.attributes or {}), INDEX_REQUEST_KEY: index_request}
             rows.append(row)
         session.flush()
@@ -154,10 +161,27 @@ def submit_analysis(event_id: str, file_ids: Sequence[int]) -> None:
 
 
 def requeue_pending(db: Database) -> int:
-    """Submit the analysis of every Pending file again (their jobs died with an earlier process)."""
+    """Submit again the analysis of every Pending file that no live analysis holds (their jobs died with
+    an earlier process, or wait in another replica's queue: a duplicate job finds the file taken)."""
+    return _requeue(db, _lease_free(utcnow()))
+
+
+def requeue_expired(db: Database) -> int:
+    """Submit again the analysis of the Pending files whose analysis lease expired: the analysis that
+    claimed them died (its replica's node was lost) before it stored an outcome."""
+    return _requeue(db, File.analysis_lease_expires_at < utcnow())
+
+
+def _lease_free(now):
+    return or_(File.analysis_lease_expires_at.is_(None), File.analysis_lease_expires_at < now)
+
+
+def _requeue(db: Database, condition) -> int:
     with db.read() as session:
         pending = session.execute(
-            select(File.id, File.event_id).where(File.object_status == ObjectStatus.PENDING).order_by(File.id)
+            select(File.id, File.event_id)
+            .where(File.object_status == ObjectStatus.PENDING, condition)
+            .order_by(File.id)
         ).all()
     for file_id, event_id in pending:
         submit(INDEX_JOB, {"file_id": file_id, "event_id": event_id or ""})
@@ -197,11 +221,12 @@ def analyze_file(
     event_id: str,
     *,
     max_attempts: int = 3,
+    lease_seconds: float = 60.0,
 ) -> str | None:
     """Analyse one Pending file of request ``event_id`` and store the outcome; returns the file's new
     ObjectStatus, or None when there was nothing to do (done already, re-queued by a later request,
-    deleted)."""
-    claimed = _claim(db, file_id, event_id, max_attempts)
+    deleted, or another analysis holds it)."""
+    claimed = _claim(db, file_id, event_id, max_attempts, lease_seconds)
     if claimed is None:
         return None
     try:
@@ -239,13 +264,16 @@ def analyze_files(
     files: Sequence[tuple[int, str]],
     *,
     max_attempts: int = 3,
+    lease_seconds: float = 60.0,
 ) -> list[tuple[str | None, int]]:
     """:func:`analyze_file` for a batch of ``(file_id, event_id)``: the same claims, reads and stored
     outcomes, with one ``analyze_batch`` call (one outcome per photo: its faces or the exception that
     photo alone fails with), the claims in one transaction and the outcomes in another, their vectors in
     one write. Returns each file's (new ObjectStatus or None as :func:`analyze_file`, faces stored)."""
     with db.write() as session:
-        claims = [_claim_in(session, file_id, event_id, max_attempts) for file_id, event_id in files]
+        claims = [
+            _claim_in(session, file_id, event_id, max_attempts, lease_seconds) for file_id, event_id in files
+        ]
     outcomes: dict[int, dict[str, Any]] = {}  # slot -> _finish_in's keyword arguments
     to_analyze: list[tuple[int, _Claimed, SourceObject]] = []
     for slot, claimed in enumerate(claims):
@@ -290,15 +318,26 @@ def analyze_files(
     return results
 
 
-def _claim(db: Database, file_id: int, event_id: str, max_attempts: int) -> _Claimed | None:
+def _claim(
+    db: Database, file_id: int, event_id: str, max_attempts: int, lease_seconds: float
+) -> _Claimed | None:
     with db.write() as session:
-        return _claim_in(session, file_id, event_id, max_attempts)
+        return _claim_in(session, file_id, event_id, max_attempts, lease_seconds)
 
 
-def _claim_in(session: Session, file_id: int, event_id: str, max_attempts: int) -> _Claimed | None:
-    row = session.get(File, file_id)
+def _claim_in(
+    session: Session, file_id: int, event_id: str, max_attempts: int, lease_seconds: float
+) -> _Claimed | None:
+    """Take the analysis lease of Pending file ``file_id`` of request ``event_id``; None when there is
+    nothing to do: the file is gone, done, queued again by a later request, or leased to a live analysis
+    (the row's lock makes two claims of one file take turns, so only one of them gets it)."""
+    row = session.get(File, file_id, with_for_update=True)
     if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
         return None
+    now = utcnow()
+    if row.analysis_lease_expires_at is not None and row.analysis_lease_expires_at > now:
+        return None
+    row.analysis_lease_expires_at = now + timedelta(seconds=lease_seconds)
     row.attempts += 1
     if row.attempts > max_attempts:
         _mark_failed(row, f"[InternalError] the analysis was cut short {max_attempts} times")
@@ -337,6 +376,7 @@ def _finish_in(
     row = session.get(File, file_id)
     if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
         return None, stored  # deleted or re-queued meanwhile: the newer request decides
+    row.analysis_lease_expires_at = None
     # One finisher at a time per dataset, so exactly one sees its request complete.
     dataset = session.scalar(select(Dataset).where(Dataset.id == row.dataset_id).with_for_update())
     if info is not None:
@@ -369,6 +409,7 @@ def _source_fields(row: File, info: SourceInfo) -> None:
 
 def _mark_failed(row: File, reason: str) -> None:
     row.object_status = ObjectStatus.FAILED
+    row.analysis_lease_expires_at = None
     row.reason = reason
     row.fingerprint = None  # re-indexing a failed file always tries again
 

@@ -206,6 +206,9 @@ class File(Timestamped, Base):
     figure_count: Mapped[int | None] = mapped_column(Integer)  # present once Indexed
     # Analysis attempts, so a file whose worker died can be retried a bounded number of times.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Held while one analysis works on the Pending file: a second analysis of it (submitted again by
+    # another replica's start) does nothing until the lease ends; an expired one is a dead analysis's.
+    analysis_lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The EventId of the index request that last queued this file (its notification lists the files).
     event_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # Other InputFile fields echoed back as given (Title, ProduceTime, LatLong, Labels, ...).
