@@ -295,7 +295,13 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
             click.echo(f"Web page: {link} (signs you in once; or sign in at /ui with an access key)")
         sys.stdout.flush()
         while True:
-            time.sleep(3600)
+            time.sleep(5)
+            if lite is not None:
+                try:
+                    if lite.keep_alive():
+                        click.echo(f"milvus-lite server died; started again on {lite.uri}")
+                except RuntimeError as exc:  # it will be tried again; the tasks wait for it meanwhile
+                    click.echo(f"milvus-lite server could not start again: {exc}", err=True)
     except DeployError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -947,9 +953,12 @@ def _vector_store(settings: Settings):
     from immray.vectors import open_store
 
     try:
-        return open_store(settings)
+        store = open_store(settings)
+        store.collections()  # a server's client connects on its first call: say now if it cannot
+        return store
     except Exception as exc:  # unreachable server, a file another process holds
-        raise click.ClickException(f"cannot reach Milvus: {exc}") from None
+        detail = getattr(exc, "detail", "") or exc
+        raise click.ClickException(f"cannot reach Milvus: {detail}") from None
 
 
 @vectors.command("check")

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     analysis_lease_seconds: float = Field(
         default=60.0, gt=0, description="a photo whose analysis died with its process is analysed again then"
     )
+    vector_store_wait_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="a clustering task waits this long for an unreachable Milvus before it fails",
+    )
     task_poll_seconds: float = Field(default=2.0, gt=0, description="how often the pool looks for work")
 
     # Bindings (immray.bindings): bound folders and buckets are listed again this often (and folders

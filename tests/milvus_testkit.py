@@ -95,10 +95,10 @@ def milvus_server(directory: Path, timeout: float = 180.0):
     return running(command, ports["proxy-port"], directory / "server.log", timeout)
 
 
-def lite_server(directory: Path, timeout: float = 60.0):
-    """``milvus-lite server`` on a free port, its data in ``directory``."""
+def lite_server(directory: Path, timeout: float = 60.0, port: int | None = None):
+    """``milvus-lite server`` on ``port`` (default: a free one), its data in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     command = [
         str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(directory / "lite.db"),
         "--host", "127.0.0.1", "--port", str(port),

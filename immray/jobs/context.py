@@ -71,6 +71,11 @@ class JobContext:
         if self._stopping.is_set():
             raise JobInterrupted("the worker is shutting down")
 
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the job must stop (then :class:`JobInterrupted`)."""
+        self._stopping.wait(seconds)
+        self.check()
+
     def progress(self, percent: float) -> None:
         """Report how far the job is (0-100); written only when the whole percent changes."""
         self.check()

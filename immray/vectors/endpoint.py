@@ -57,18 +57,21 @@ def backend(uri_or_path: str) -> str:
     return "server" if "://" in uri_or_path else "lite"
 
 
-def client(settings: Settings):
-    """This process's ``MilvusClient`` for ``settings`` (one per target, shared by threads)."""
+def client(settings: Settings, *, fresh: bool = False):
+    """This process's ``MilvusClient`` for ``settings`` (one per target, shared by threads); ``fresh``:
+    a new one in place of the held one (whose server went away: it never reconnects by itself)."""
     from immray.vectors.client import import_pymilvus
 
     MilvusClient = import_pymilvus().MilvusClient  # noqa: N806 - the class, under its own name
     where = target(settings)
     with _lock:
         held = _clients.get(where)
-        if held is None:
+        if held is None or fresh:
             if backend(where) == "lite":
                 lite_dir(settings).parent.mkdir(parents=True, exist_ok=True)
-            held = _clients[where] = MilvusClient(where)
+            # fresh: a connection of its own; pymilvus shares one per address, and the shared one of a
+            # server that went away does not recover when it is back
+            held = _clients[where] = MilvusClient(where, dedicated=True) if fresh else MilvusClient(where)
         return held
 
 
@@ -118,9 +121,25 @@ class LiteServer:
 
         forget(self.settings)
         release(self.settings)  # this process's own handle would lock the server out
+        self._launch(_free_port())
+        return self.uri
+
+    def keep_alive(self) -> bool:
+        """Start the server again, on the same address and file, if it died (the processes using it
+        reconnect: ``immray.vectors.resilient``); returns whether it had to."""
+        process = self.process
+        if process is None or process.poll() is None:
+            return False
+        log.warning(
+            "milvus-lite server exited with %s; starting it again on %s", process.returncode, self.uri
+        )
+        port = int((self.uri or "").rsplit(":", 1)[1])
+        self._launch(port)
+        return True
+
+    def _launch(self, port: int) -> None:
         data = lite_dir(self.settings)
         data.parent.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
         command = [
             sys.executable, "-c", "import sys; from milvus_lite.cmdline import main; sys.exit(main())", "server",
             "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port),
@@ -145,7 +164,6 @@ class LiteServer:
         )
         self.uri = f"http://127.0.0.1:{port}"
         log.info("milvus-lite server on %s serves %s", self.uri, data)
-        return self.uri
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server this object started (a joined one is left to its owner)."""

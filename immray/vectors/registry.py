@@ -9,6 +9,7 @@ import threading
 
 from immray.settings import Settings
 from immray.vectors import endpoint
+from immray.vectors.resilient import ReconnectingClient
 from immray.vectors.store import FaceVectors
 
 _lock = threading.Lock()
@@ -40,11 +41,12 @@ def open_store(settings: Settings) -> FaceVectors:
     with _lock:
         store = _stores.get(key)
     if store is None:
-        store = FaceVectors(
-            endpoint.client(settings),
-            prefix=settings.milvus_collection_prefix,
-            backend=endpoint.backend(where),
-        )
+        backend = endpoint.backend(where)
+        if backend == "server":  # a server may be away at first, or go away and come back (``resilient``)
+            client = ReconnectingClient(lambda fresh: endpoint.client(settings, fresh=fresh))
+        else:
+            client = endpoint.client(settings)
+        store = FaceVectors(client, prefix=settings.milvus_collection_prefix, backend=backend)
         with _lock:
             store = _stores.setdefault(key, store)
     return store
