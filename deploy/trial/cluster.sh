@@ -14,6 +14,8 @@ commands:
            and print an admin key (once) and how to reach everything
   down     `serve shutdown`, stop both Ray nodes and Milvus (only this trial's processes)
   worker   start the Ray worker node again (after it died: a node lost and replaced)
+  restart  start the whole Ray cluster and the Serve application again (after the head was lost: with no
+           GCS fault tolerance its workers go with it); PostgreSQL and Milvus keep running
   status   the trial's processes and `ray status`
   env      the exports that point immray's commands at the trial cluster
 
@@ -176,6 +178,10 @@ trial_pids() {  # this trial's processes only: their command lines name its dire
   pgrep -f -- "$TRIAL_DIR/" || true
 }
 
+ray_pids() {  # this trial's Ray processes (both nodes' daemons name their temp dirs; workers die with them)
+  pgrep -f -- "$TRIAL_DIR/ray-" || true
+}
+
 case "$command_name" in
   up)
     run mkdir -p "$TRIAL_DIR/data"
@@ -195,6 +201,14 @@ EOF
     ;;
   worker)
     worker_up
+    ;;
+  restart)
+    pids="$(ray_pids)"
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || run kill -KILL $pids || true
+    [ "$DRY_RUN" = 1 ] || sleep 3
+    ray_up
+    run_env "$VENV/bin/serve" deploy "$CONFIG" --address "$DASHBOARD"
     ;;
   down)
     run_env "$VENV/bin/serve" shutdown -y --address "$DASHBOARD" || true

@@ -2,7 +2,8 @@
 ``deploy/trial/cluster.sh up`` (a Ray head, a Ray worker node with its own resources and temp dir, PostgreSQL,
 the session's Milvus server, ``serve deploy configs/serve.cluster.yaml``), then the official SDK against its
 endpoint, ``immray backfill`` with the exports of ``cluster.sh env``, and the worker node killed (its raylet
-and every process under it, SIGKILL) in the middle of analysis and of a clustering task, then started again.
+and every process under it, SIGKILL) in the middle of analysis and of a clustering task, then started again;
+last, the head killed the same way and the whole cluster started again (``cluster.sh restart``).
 
 The head is given no CPU, so every replica (ingress and analysis) and every dataset actor runs on the worker
 node, and killing it takes all of them: the head keeps Ray's GCS, Serve's controller and its HTTP proxy,
@@ -156,11 +157,11 @@ def _processes() -> dict[int, tuple[int, str]]:
     return found
 
 
-def worker_node_processes(trial: Trial) -> dict[int, str]:
-    """pid -> command line of the worker node's processes: those naming its temp dir (its raylet, log
-    monitor) and every process under them (its workers: the analysis replicas, the dataset actors; its
-    agents)."""
-    marker = str(trial.directory / "ray-worker")
+def worker_node_processes(trial: Trial, node: str = "ray-worker") -> dict[int, str]:
+    """pid -> command line of the worker node's processes (or the head's: ``node="ray-head"``): those naming
+    its temp dir (its raylet, log monitor; the head's GCS) and every process under them (its workers: the
+    analysis replicas, the dataset actors, on the head Serve's controller and proxy; its agents)."""
+    marker = str(trial.directory / node)
     processes = _processes()
     chosen = {pid for pid, (_, cmdline) in processes.items() if marker in cmdline}
     grew = True
@@ -171,9 +172,9 @@ def worker_node_processes(trial: Trial) -> dict[int, str]:
     return {pid: processes[pid][1] for pid in chosen}
 
 
-def kill_worker_node(trial: Trial) -> None:
-    processes = worker_node_processes(trial)
-    assert any("raylet" in cmdline for cmdline in processes.values()), "no raylet of the worker node found"
+def kill_worker_node(trial: Trial, node: str = "ray-worker") -> None:
+    processes = worker_node_processes(trial, node)
+    assert any("raylet" in cmdline for cmdline in processes.values()), f"no raylet of {node} found"
     for pid in processes:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -338,3 +339,43 @@ def test_a_worker_node_killed_during_clustering_gives_the_undisturbed_clusters(t
     assert done.status == "Succeeded", done
     expected = placement(client, undisturbed["project"], undisturbed["dataset"], undisturbed["uris"])
     assert placement(client, project, dataset, uris) == expected
+
+
+def test_a_restarted_head_resumes_every_unfinished_file_and_task(trial, undisturbed):
+    """Last in the module: the head's loss ends the whole cluster (no GCS fault tolerance here), which
+    `cluster.sh restart` starts again with a fresh Serve application on the same store and Milvus."""
+    client = trial.client()
+    to_cluster = new_dataset(client)
+    clustered = trial.uris([f"3-{name}" for name in NAMES])
+    batch_index(client, *to_cluster, clustered)
+    assert all(f.object_status == "Indexed" for f in wait_done(client, *to_cluster, clustered).values())
+    project, dataset = new_dataset(client)
+    uris = trial.uris([f"{n}-{name}" for n in range(COPIES) for name in NAMES])
+    batch_index(client, project, dataset, uris)
+    deadline = time.monotonic() + 120
+    while True:  # until the analysis is under way
+        statuses = [f.object_status for f in get_files(client, project, dataset, uris).values()]
+        if "Indexed" in statuses:
+            break
+        assert time.monotonic() < deadline, "no photo was analysed"
+        time.sleep(0.2)
+    task_id = start_clustering(client, *to_cluster[:2])
+    kill_worker_node(trial, "ray-head")
+    assert "Pending" in statuses, "every photo was done before the head died: nothing was tested"
+    restarted = trial.script("restart")
+    assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]
+    files = eventually(lambda: wait_done(trial.client(), project, dataset, uris))
+    assert {f.object_status for f in files.values()} == {"Indexed"}, {
+        u: f.reason for u, f in files.items() if f.object_status != "Indexed"
+    }
+    story = faces(client, undisturbed["project"], undisturbed["dataset"], undisturbed["uris"])
+    count = {uri.rsplit("/", 1)[1].split("-", 1)[1]: len(figures) for uri, figures in story.items()}
+    for uri, file in files.items():  # each photo's faces stored once
+        ids = [f.figure_id for f in file.figures]
+        assert len(ids) == len(set(ids)) == count[uri.rsplit("/", 1)[1].split("-", 1)[1]], uri
+    done = eventually(lambda: wait_task(trial.client(), to_cluster[0], task_id))
+    assert done.status == "Succeeded", done
+    expected = placement(client, undisturbed["project"], undisturbed["dataset"], undisturbed["uris"])
+    assert placement(trial.client(), *to_cluster, clustered) == expected
+    check = trial.immray("vectors", "check", timeout=180)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
