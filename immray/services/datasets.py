@@ -173,12 +173,20 @@ def update_dataset(db: Database, project: str, name: str, changes: DatasetChange
 
 def delete_dataset(db: Database, project: str, name: str) -> None:
     """Delete a dataset and everything it holds: its files' metadata, faces, clusters, clustering state,
-    bindings and tasks (the database cascades, in this one transaction). Source files are never touched."""
+    bindings and tasks (the database cascades, in this one transaction). Source files are never touched.
+
+    Its vectors leave Milvus first: with Milvus unreachable the request answers ServiceUnavailable and the
+    dataset stays whole, instead of leaving vectors no dataset owns. Again after the commit, for any that
+    an analysis finishing meanwhile wrote (logged on failure; ``vectors check`` reports what is left)."""
+    store = vectors.for_db(db)
+    if store is not None:
+        with db.read() as session:
+            dataset_id = find_dataset(session, project, name).id
+        store.delete_dataset(dataset_id)  # VectorStoreUnavailable: an IMM error, nothing deleted
     with db.write() as session:
         row = find_dataset(session, project, name, for_update=True)
         session.execute(
             delete(Dataset).where(Dataset.id == row.id), execution_options={"synchronize_session": False}
         )
         dataset_id = row.id
-    # After the commit: its vectors leave Milvus (``vectors check`` reports any a failure leaves behind).
-    vector_sync.delete_dataset(vectors.for_db(db), dataset_id)
+    vector_sync.delete_dataset(store, dataset_id)

@@ -1,7 +1,7 @@
 """Milvus away for a while (its server killed, then started again on the same data and address), on a real
 Serve application: photos indexed meanwhile end Indexed with their faces kept, SearchImageFigureCluster
-still answers (from the store), a clustering task waits Running instead of failing and ends Succeeded once
-Milvus is back, with every face clustered and every vector written; while it is away `immray vectors`
+still answers (from the store), DeleteDataset answers ServiceUnavailable and deletes nothing, a clustering
+task waits Running instead of failing and ends Succeeded once Milvus is back, with every face clustered and every vector written; while it is away `immray vectors`
 says so in one line."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from alibabacloud_imm20200930 import models as imm
+from alibabacloud_tea_openapi.exceptions import ServerException
 from live_indexing import index_and_wait, indexing_server, new_dataset
 from people_photos import GROUP, PORTRAITS, make_photos
 from people_testkit import all_people, cluster, faces, start_clustering, wait_task
@@ -72,7 +74,10 @@ def test_work_waits_for_milvus_and_goes_on_when_it_is_back(request, tmp_path_fac
             checked = _vectors_check(live.settings)
             assert checked.returncode == 1 and "cannot reach Milvus" in checked.stderr, checked
             assert "Traceback" not in checked.stderr
-            task_id = start_clustering(client, project, dataset)
+            with pytest.raises(ServerException) as refused:  # rather than leave vectors no dataset owns
+                client.delete_dataset(imm.DeleteDatasetRequest(project_name=project, dataset_name=dataset))
+            assert (refused.value.code, refused.value.status_code) == ("ServiceUnavailable", 503)
+            task_id = start_clustering(client, project, dataset)  # the dataset is still whole
             time.sleep(AWAY_SECONDS)
             waiting = client.get_task(
                 imm.GetTaskRequest(project_name=project, task_type="FaceClustering", task_id=task_id)
