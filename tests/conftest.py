@@ -55,7 +55,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def sample_photo():
     """``sample_photo(name)`` -> Path of a real photo from immray.samples ("group": six people,
-    "portrait": one face, "astronaut": one face); fetched once per machine, then cached."""
+    "portrait": one face, "astronaut": one face, "children": five children); fetched once per machine, then
+    cached."""
     from immray.samples import sample_path
 
     return sample_path

@@ -56,6 +56,20 @@ def test_ages_are_whole_years_of_adults(group_faces, fast_analyzer, portrait_byt
         assert 12 <= face.attributes.age <= 70, face.attributes
 
 
+def test_children_are_read_younger_than_every_adult(
+    group_faces, fast_analyzer, portrait_bytes, astronaut_bytes, sample_photo
+):
+    """realesrgan's children-alpha.png shows five children of preschool and early school age."""
+    children = fast_analyzer.analyze(sample_photo("children").read_bytes()).faces
+    assert len(children) == 5
+    adults = group_faces + [
+        face for data in (portrait_bytes, astronaut_bytes) for face in fast_analyzer.analyze(data).faces
+    ]
+    child_ages = sorted(face.attributes.age for face in children)
+    assert child_ages[-1] <= 12, child_ages  # IMM's and the benchmark's 0-12 group
+    assert child_ages[-1] < min(face.attributes.age for face in adults)
+
+
 def test_the_figure_carries_the_attributes_in_imms_names(group_faces):
     figure = group_faces[0].to_figure()
     assert isinstance(figure["Age"], int)
