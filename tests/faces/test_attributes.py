@@ -59,7 +59,7 @@ def test_ages_are_whole_years_of_adults(group_faces, fast_analyzer, portrait_byt
 def test_children_are_read_younger_than_every_adult(
     group_faces, fast_analyzer, portrait_bytes, astronaut_bytes, sample_photo
 ):
-    """realesrgan's children-alpha.png shows five children of preschool and early school age."""
+    """realesrgan's children-alpha.png shows five children of preschool and early school age, laughing."""
     children = fast_analyzer.analyze(sample_photo("children").read_bytes()).faces
     assert len(children) == 5
     adults = group_faces + [
@@ -68,6 +68,7 @@ def test_children_are_read_younger_than_every_adult(
     child_ages = sorted(face.attributes.age for face in children)
     assert child_ages[-1] <= 12, child_ages  # IMM's and the benchmark's 0-12 group
     assert child_ages[-1] < min(face.attributes.age for face in adults)
+    assert {face.attributes.emotion for face in children} == {"happiness"}
 
 
 def test_the_figure_carries_the_attributes_in_imms_names(group_faces):
