@@ -159,7 +159,7 @@ def check_dataset(
         for lo in range(0, len(faces), _SQL_BATCH):
             part = faces[lo : lo + _SQL_BATCH]
             keys, vectors = _normalised(part)
-            got = store.get(collection, keys, missing_ok=True, strong=True)
+            got = store.get(collection, keys, missing_ok=True)
             drift.stale.extend(
                 k for k, v in zip(keys, vectors, strict=True) if not np.array_equal(got.get(k), v)
             )
