@@ -324,7 +324,9 @@ def test_a_worker_node_killed_during_analysis_loses_no_photo(trial, undisturbed)
     for uri, file in files.items():
         ids = [f.figure_id for f in file.figures]
         assert len(ids) == len(set(ids)) == count[uri.rsplit("/", 1)[1].split("-", 1)[1]], uri
-    # and their vectors written once each, none missing: no drift between the store and Milvus
+    # and their vectors: a face whose vector write died with the node (after its SQL commit) is written by
+    # the next clustering task; after it, no drift between the store and Milvus
+    assert wait_task(client, project, start_clustering(client, project, dataset)).status == "Succeeded"
     check = trial.immray("vectors", "check", timeout=180)
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
 
@@ -377,5 +379,7 @@ def test_a_restarted_head_resumes_every_unfinished_file_and_task(trial, undistur
     assert done.status == "Succeeded", done
     expected = placement(client, undisturbed["project"], undisturbed["dataset"], undisturbed["uris"])
     assert placement(trial.client(), *to_cluster, clustered) == expected
+    # a vector write cut by the head's loss is repaired by the next task (as above)
+    assert wait_task(client, project, start_clustering(client, project, dataset)).status == "Succeeded"
     check = trial.immray("vectors", "check", timeout=180)
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
