@@ -239,16 +239,23 @@ def pid_gone(pid: int) -> bool:
 
 
 def the_dataset_actor(faults: Faults, project: str, dataset: str):
-    """The dataset's live actor, as Ray's state API shows it (restarts included)."""
-    found = [
-        actor
-        for actor in list_actors(
-            address=ray_testkit.start_ray().gcs_address,
-            filters=[("ray_namespace", "=", faults.live.settings.ray_namespace), ("state", "=", "ALIVE")],
-            detail=True,
-        )
-        if (actor.name or "").startswith(f"dataset:{project}/{dataset}#")
-    ]
+    """The dataset's live actor, as Ray's state API shows it (restarts included). The state API answers
+    from what the GCS last heard, so on a loaded machine a running actor may show a moment late: asked again
+    for a few seconds."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = [
+            actor
+            for actor in list_actors(
+                address=ray_testkit.start_ray().gcs_address,
+                filters=[("ray_namespace", "=", faults.live.settings.ray_namespace), ("state", "=", "ALIVE")],
+                detail=True,
+            )
+            if (actor.name or "").startswith(f"dataset:{project}/{dataset}#")
+        ]
+        if len(found) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert len(found) == 1, found
     return found[0]
 
