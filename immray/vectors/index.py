@@ -8,8 +8,10 @@ Milvus for many queries per call, filtered to the dataset. Milvus may hold faces
 engine does not (indexed since the task read its changes, or of another model): search drops them, asking
 again with a larger limit where that left a query short.
 
-The vectors the index wrote or read are kept in memory (up to ``CACHE_ROWS``): within a task the engine
-reads the same faces' vectors many times (smoothing, linkage), and Milvus is only asked once for each.
+The vectors the index wrote or read are kept in memory (up to ``CACHE_ROWS``, the oldest forgotten first):
+within a task the engine reads the same faces' vectors many times (smoothing, linkage), and Milvus is only
+asked once for each. Those reads and the searches follow ``add``'s Strong check of the task's new faces (or
+``attach``'s scan), so they may be Session reads (see ``immray.vectors.store``).
 
 ``remove`` only forgets the rows: the face's vector leaves Milvus when the face leaves the store (deleting
 files or the dataset, or the task that takes the tombstone), never because the engine re-adds it.
@@ -17,6 +19,7 @@ files or the dataset, or the task that takes the tombstone), never because the e
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -68,11 +71,12 @@ class MilvusIndex:
             return
         keys = self._keys(rows)
         self.written += self.store.ensure(self.collection, self.dataset_id, keys, vectors)
-        self._make_room(len(keys))
         self._bulk = None
         for i, (key, row) in enumerate(zip(keys, rows.tolist(), strict=True)):
             self._row_of[key] = row
+            self._cache.pop(key, None)  # re-added: now the newest
             self._cache[key] = vectors[i].copy()
+        self._trim()
 
     def attach(self, rows: np.ndarray, keys: Sequence[int]) -> list[int]:
         """Hold ``rows`` (faces ``keys``) whose vectors Milvus has already (a state loaded after a restart):
@@ -99,10 +103,11 @@ class MilvusIndex:
             return np.zeros((0, self.dim), np.float32)
         wanted = [k for k in dict.fromkeys(keys) if k not in self._cache]
         if wanted:  # the engine reads the same faces again and again within a task: fetch each once
-            found = self.store.get(self.collection, wanted)
-            self._make_room(len(found))
+            found = self.store.get(self.collection, wanted, session=True)
+            out = np.stack([found[k] if k in found else self._cache[k] for k in keys])
             self._cache.update(found)
-            return np.stack([self._cache[k] if k in self._cache else found[k] for k in keys])
+            self._trim()  # after the answer: it may forget vectors of this very call
+            return out
         return np.stack([self._cache[k] for k in keys])
 
     def _bulk_index(self):
@@ -114,17 +119,19 @@ class MilvusIndex:
             keys = list(self._row_of)
             wanted = [k for k in keys if k not in self._cache]
             if wanted:
-                self._make_room(len(wanted))  # which may clear the cache: ask again what it lacks
-                wanted = [k for k in keys if k not in self._cache]
-                self._cache.update(self.store.get(self.collection, wanted))
+                self._cache.update(self.store.get(self.collection, wanted, session=True))
             vectors = np.stack([self._cache[k] for k in keys])
+            self._trim()
             self._bulk = bulk_index(self.dim, rows, vectors)
         return self._bulk
 
-    def _make_room(self, n: int) -> None:
-        """Keep the cache under ``CACHE_ROWS`` (cleared whole: what the next task reads comes back)."""
-        if len(self._cache) + n > CACHE_ROWS:
-            self._cache.clear()
+    def _trim(self) -> None:
+        """Keep the cache within ``CACHE_ROWS`` by forgetting the vectors read longest ago (clearing it whole
+        made the first task past the bound read back every neighbour: 13 more reads at 1M)."""
+        excess = len(self._cache) - CACHE_ROWS
+        if excess > 0:
+            for key in list(itertools.islice(self._cache, excess)):
+                del self._cache[key]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries, sims, ids = search_frame(queries, k, self.dim)
@@ -136,7 +143,7 @@ class MilvusIndex:
         todo = np.arange(m)
         limit = min(k + 16, _MAX_LIMIT)
         while len(todo):
-            hits = self.store.search(self.collection, self.dataset_id, queries[todo], limit)
+            hits = self.store.search(self.collection, self.dataset_id, queries[todo], limit, session=True)
             again = []
             for q, found in zip(todo.tolist(), hits, strict=True):
                 known = [(s, self._row_of[key]) for key, s in found if key in self._row_of]

@@ -46,7 +46,12 @@ def open_store(settings: Settings) -> FaceVectors:
             client = ReconnectingClient(lambda fresh: endpoint.client(settings, fresh=fresh))
         else:
             client = endpoint.client(settings)
-        store = FaceVectors(client, prefix=settings.milvus_collection_prefix, backend=backend)
+        store = FaceVectors(
+            client,
+            prefix=settings.milvus_collection_prefix,
+            backend=backend,
+            session_reads=settings.milvus_session_reads,
+        )
         with _lock:
             store = _stores.setdefault(key, store)
     return store

@@ -16,11 +16,18 @@ measurements unless said otherwise):
 - **Index**: milvus-lite: FLAT, exact, so the clusters equal the in-memory engine's (its HNSW needs ~11 min to
   build at 1M and its searches loop in Python either way). Server: HNSW (M=16, efConstruction=200), searched
   with ef = max(256, 2k) (~5 ms a query at 1M); the tests find the same clusters on it as in memory.
-- **Consistency: Strong** (set on the collection): the dataset actor searches right after it writes and must
-  see its own writes; milvus-lite is strong by construction. It costs: each Strong read waits for the
-  server's next time tick, ~0.2 s a call (measured at 1M on the `milvus` 2.3.5 server: adding 1,000 faces
-  made 15 reads, 4.9 s by the clock for 0.4 s of CPU). Session reads for the engine were tried and left the
-  drift check reporting stale vectors on the two-node cluster test (not understood yet), so they are not used.
+- **Consistency**: the collection is Strong, and so is every read by default (the API's lookups, scans,
+  counts, the drift check, and ``ensure``'s check of a task's new faces): each sees every write of every
+  process. A Strong read waits for the server's next time tick, ~0.2 s a call (measured at 1M on the
+  `milvus` 2.3.5 server: adding 1,000 faces made 15 reads, 4.9 s by the clock for 0.4 s of CPU). The
+  engine's reads within a task (``search`` and ``get`` with ``session=True``) come after a Strong read of the
+  same task (``ensure``, or the scan that attaches a restarted actor's faces) or after its own writes, so on
+  a standalone server (one query node, whose view only moves forward) a Session read sees what that read
+  saw plus the writes of this process. A first attempt made every engine read Session, ``ensure``'s too:
+  a fresh process's Session read has no write timestamp and reads "eventually", so after a node's loss the
+  repair missed a vector whose delete (of a delete + insert) the server had not applied yet, and the drift
+  check found it missing. On a distributed Milvus with several query replicas, run the engine Strong
+  (``IMMRAY_MILVUS_SESSION_READS=false``).
 - **Writes on the server are delete + insert**: Milvus 2.3's upsert into a partition-key collection kept 3 of
   100 rows here (measured with pymilvus 3.0.2). A cut between the two is a missing vector, which the next
   task repairs like any other.
@@ -43,8 +50,9 @@ _GET_BATCH = 1_000  # keys per get / delete
 # Queries per search call. milvus-lite walks every row of the collection in Python once per call (~1.9 s a
 # call at 100k faces here, whatever the batch), then works per query: a task's 1,000 new faces go in one
 # call (its FLAT search holds a 1,024 x 100k similarity block per segment: 400 MB). A server answers ~1,000
-# queries a second on HNSW whatever the batch; 512 keeps its messages small.
-_QUERY_BATCH = {"lite": 1_024, "server": 512}
+# queries a second on HNSW whatever the batch: a task's 1,000 new faces go in one call too (half a megabyte
+# of queries), which saves a call's round trip and, for Strong reads, its wait for the time tick.
+_QUERY_BATCH = {"lite": 1_024, "server": 1_024}
 _MAX_LIMIT = 16_384  # Milvus's top-k ceiling
 _PAGE = 16_384  # rows per query page (Milvus's ceiling)
 
@@ -59,10 +67,13 @@ def collection_name(prefix: str, model: str, dim: int) -> str:
 class FaceVectors:
     """Face vectors of every dataset in one Milvus, through a ``MilvusClient``."""
 
-    def __init__(self, client, *, prefix: str = "immray_faces", backend: str = "lite") -> None:
+    def __init__(
+        self, client, *, prefix: str = "immray_faces", backend: str = "lite", session_reads: bool = True
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.backend = backend
+        self.session_reads = session_reads  # see the module's docstring (Consistency)
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
@@ -117,6 +128,13 @@ class FaceVectors:
             if not self.client.has_collection(name):  # another process made it meanwhile: fine
                 raise
         log.info("created Milvus collection %s (%s, %d-d)", name, self.backend, dim)
+
+    def _read_level(self, session: bool) -> dict:
+        """The consistency of a read: Strong unless the caller follows a Strong read of its own (see the
+        module's docstring); milvus-lite is strong by construction."""
+        if self.backend != "server" or not (session and self.session_reads):
+            return {}
+        return {"consistency_level": "Session"}
 
     def _search_params(self, limit: int) -> dict:
         if self.backend == "server":
@@ -178,14 +196,18 @@ class FaceVectors:
         *,
         missing_ok: bool = False,
         dataset_id: int | None = None,
+        session: bool = False,
     ) -> dict[int, np.ndarray]:
         """The stored vectors of ``keys`` (of ``dataset_id`` only, when given); KeyError for a missing one
-        unless ``missing_ok``."""
+        unless ``missing_ok``. ``session``: the caller read Strong before (see the module's docstring)."""
         out: dict[int, np.ndarray] = {}
         keys = [int(k) for k in keys]
         fields = ["vector"] if dataset_id is None else ["vector", "dataset_id"]
         for lo in range(0, len(keys), _GET_BATCH):
-            for hit in self.client.get(collection, ids=keys[lo : lo + _GET_BATCH], output_fields=fields):
+            hits = self.client.get(
+                collection, ids=keys[lo : lo + _GET_BATCH], output_fields=fields, **self._read_level(session)
+            )
+            for hit in hits:
                 if dataset_id is None or int(hit["dataset_id"]) == int(dataset_id):
                     out[int(hit["id"])] = np.asarray(hit["vector"], np.float32)
         if not missing_ok and len(out) != len(set(keys)):
@@ -233,10 +255,10 @@ class FaceVectors:
         return total
 
     def search(
-        self, collection: str, dataset_id: int, queries: np.ndarray, limit: int
+        self, collection: str, dataset_id: int, queries: np.ndarray, limit: int, *, session: bool = False
     ) -> list[list[tuple[int, float]]]:
         """Each query's ``limit`` most similar faces of one dataset: (key, inner product), best first;
-        many queries per call."""
+        many queries per call. ``session``: the caller read Strong before (see the module's docstring)."""
         queries = np.asarray(queries, np.float32)
         limit = min(int(limit), _MAX_LIMIT)
         out: list[list[tuple[int, float]]] = []
@@ -250,6 +272,7 @@ class FaceVectors:
                 filter=f"dataset_id == {int(dataset_id)}",
                 anns_field="vector",
                 search_params=self._search_params(limit),
+                **self._read_level(session),
             )
             out.extend([(int(h["id"]), float(h["distance"])) for h in q] for q in hits)
         return out

@@ -61,6 +61,24 @@ def test_the_engine_forms_the_same_clusters_on_milvus_as_in_memory(milvus_settin
     assert len({c for c in in_memory.values() if c}) >= 10  # it did cluster
 
 
+def test_a_cache_smaller_than_the_dataset_forgets_the_oldest_vectors_and_the_clusters_stay_the_same(
+    milvus_settings, monkeypatch
+):
+    raw, _ = people_faces(15, 8, seed=4)
+    in_memory = _engine_run(Engine(), None, raw)
+    monkeypatch.setattr(milvus_index, "CACHE_ROWS", 25)  # a fifth of the faces: most reads go to Milvus
+    indexes = DatasetIndexes(open_store(milvus_settings), 2, "test-model")
+    made = []
+    engine = Engine(index_factory=lambda dim: made.append(indexes(dim)) or made[-1])
+    on_milvus = _engine_run(engine, indexes, raw)
+    assert on_milvus == in_memory
+    (index,) = made
+    assert 0 < len(index._cache) <= 25
+    rows = np.arange(len(raw))
+    assert np.allclose(index.vectors(rows), normalise(raw), atol=1e-6)  # the forgotten ones read back
+    assert len(index._cache) <= 25
+
+
 def test_a_bulk_search_reads_the_vectors_from_milvus_and_answers_alike(milvus_settings, monkeypatch):
     store = open_store(milvus_settings)
     indexes = DatasetIndexes(store, 4, "test-model")
