@@ -134,6 +134,32 @@ def index_factory(name: str):
     return exact_index
 
 
+class TimedClient:
+    """A ``MilvusClient`` whose calls are timed: where an add's seconds go (``calls`` since ``reset``)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.calls: dict[str, list[float]] = {}
+
+    def reset(self) -> dict[str, list[float]]:
+        calls, self.calls = self.calls, {}
+        return calls
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.calls.setdefault(name, []).append(time.perf_counter() - start)
+
+        return timed
+
+
 def milvus_indexes(which: str, x: np.ndarray, out: dict):
     """The engine's index on Milvus (``milvus-lite``: a fresh one in this process; ``milvus``: the server of
     IMMRAY_MILVUS_URI), with every face's vector written first, as the indexing service does (timed apart:
@@ -150,10 +176,10 @@ def milvus_indexes(which: str, x: np.ndarray, out: dict):
         uri = os.environ.get("IMMRAY_MILVUS_URI")
         if not uri:
             raise SystemExit("--index milvus needs IMMRAY_MILVUS_URI (a Milvus server)")
-        store = FaceVectors(MilvusClient(uri), prefix=f"bench_{os.getpid()}", backend="server")
+        store = FaceVectors(TimedClient(MilvusClient(uri)), prefix=f"bench_{os.getpid()}", backend="server")
     else:
         path = Path(tempfile.mkdtemp(prefix="immray-scale-")) / "faces.db"
-        store = FaceVectors(MilvusClient(str(path)), prefix="bench", backend="lite")
+        store = FaceVectors(TimedClient(MilvusClient(str(path))), prefix="bench", backend="lite")
     collection = store.collection("synthetic", x.shape[1])
     start = time.perf_counter()
     for lo in range(0, len(x), 50_000):
@@ -171,6 +197,28 @@ def milvus_indexes(which: str, x: np.ndarray, out: dict):
             time.sleep(2)
         out["index_s"] = time.perf_counter() - start
     return DatasetIndexes(store, 1, "synthetic")
+
+
+def settle(store, quiet: float = 60.0, limit: float = 1800.0) -> float:
+    """Wait until the server has no rows left to index for ``quiet`` seconds running: after a bulk load it
+    merges its small segments and indexes each merged one again (minutes at 1M, both cores busy), and adds
+    measured meanwhile measure that. Returns the seconds waited."""
+    start = time.monotonic()
+    calm_since = None
+    while time.monotonic() - start < limit:
+        pending = sum(
+            int(store.client.describe_index(name, "vector").get("pending_index_rows", 0))
+            for name in store.collections()
+        )
+        now = time.monotonic()
+        if pending:
+            calm_since = None
+        elif calm_since is None:
+            calm_since = now
+        elif now - calm_since >= quiet:
+            break
+        time.sleep(5)
+    return time.monotonic() - start
 
 
 def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dict:
@@ -203,14 +251,23 @@ def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dic
     labels = [state.cluster_of(int(r)) for r in first.tolist()]
     s = score(people[first].tolist(), labels)
     out["bcubed_f1"], out["pairwise_f1"] = s.bcubed_f1, s.pairwise_f1
-    adds, add_cpu = [], []
+    if index == "milvus":
+        out["settle_s"] = settle(indexes.store)
+    adds, add_cpu, add_calls = [], [], []
+    client = indexes.store.client if index.startswith("milvus") else None
     for part in np.array_split(held, ADD_ROUNDS):
         change = Change(added=faces(part))
+        if client is not None:
+            client.reset()
         start, cpu = time.perf_counter(), time.process_time()
         engine.update(state, change)
         adds.append(time.perf_counter() - start)
         add_cpu.append(time.process_time() - cpu)
+        if client is not None:
+            add_calls.append({name: [len(t), sum(t)] for name, t in client.reset().items()})
     out["add_s"], out["add_cpu_s"] = adds, add_cpu
+    if add_calls:
+        out["add_calls"] = add_calls
     start = time.perf_counter()
     blob = state.to_bytes()
     out["save_s"] = time.perf_counter() - start
@@ -346,9 +403,13 @@ def main() -> None:
             f"state {r['state_mb']:.0f} MB, save {r['save_s']:.1f} s, load {r['load_s']:.1f} s; "
             f"peak memory with Milvus's processes {r['peak_all_mb']:.0f} MB"
             + (f"; vectors written first in {r['write_s']:.1f} s" if "write_s" in r else "")
-            + (f", indexed in {r['index_s']:.1f} s more" if "index_s" in r else ""),
+            + (f", indexed in {r['index_s']:.1f} s more" if "index_s" in r else "")
+            + (f"; adds after the server settled ({r['settle_s']:.0f} s)" if "settle_s" in r else ""),
             flush=True,
         )
+        for i, calls in enumerate(r.get("add_calls", ())):
+            spent = ", ".join(f"{name} {n} x {secs:.2f} s" for name, (n, secs) in sorted(calls.items()))
+            print(f"  add {i + 1}: Milvus calls {spent}")
     if args.baselines_at:
         n = args.baselines_at
         for kind in args.baselines:
