@@ -1,9 +1,10 @@
 """Age, gender and emotion of faces, from face-api's shipped networks (``faceapi``), a batch at a time.
 
-Only what a shipped model estimates is given: Age (years), Gender (``male``/``female``) with the network's
-probability as GenderConfidence, and Emotion in IMM's words with its probability. No AgeSD: the age network
-is a plain regression with no spread, and no labeled photos were at hand to calibrate one honestly. Glasses,
-hat, mask, beard, mouth and attractiveness stay absent: no shipped model estimates them.
+Only what a shipped model estimates is given: Age (years) with AgeSD (the age network is a plain regression
+with no spread of its own: AgeSD is its error calibrated on labeled photos, ``immray.faces.age_error``, and
+absent below the ages calibrated), Gender (``male``/``female``) with the network's probability as
+GenderConfidence, and Emotion in IMM's words with its probability. Glasses, hat, mask, beard, mouth and
+attractiveness stay absent: no shipped model estimates them.
 
 Each network reads the detected box as face-api crops it (``faceapi.face_input``), not the aligned chip the
 embedder reads.
@@ -18,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from immray.faces.age_error import AGE_ERROR
 from immray.faces.faceapi import EXPRESSIONS, crop_box, face_input, load_age_gender, load_expression
 
 #: face-api's expression -> IMM's Emotion value (IMM's examples use nouns: ``happiness``).
@@ -42,15 +44,19 @@ class FaceAttributes:
     gender_confidence: float
     emotion: str
     emotion_confidence: float
+    age_sd: float | None = None
 
     def to_imm(self) -> dict:
-        return {
-            "Age": self.age,
-            "Gender": self.gender,
-            "GenderConfidence": round(self.gender_confidence, 4),
-            "Emotion": self.emotion,
-            "EmotionConfidence": round(self.emotion_confidence, 4),
-        }
+        out: dict = {"Age": self.age}
+        if self.age_sd is not None:
+            out["AgeSD"] = self.age_sd
+        out.update(
+            Gender=self.gender,
+            GenderConfidence=round(self.gender_confidence, 4),
+            Emotion=self.emotion,
+            EmotionConfidence=round(self.emotion_confidence, 4),
+        )
+        return out
 
 
 class AttributeEstimator:
@@ -104,9 +110,11 @@ class AttributeEstimator:
         ):
             g = int(np.argmax(gender))
             e = int(np.argmax(expression))
+            whole = max(0, int(round(float(years))))
             out.append(
                 FaceAttributes(
-                    age=max(0, int(round(float(years)))),
+                    age=whole,
+                    age_sd=AGE_ERROR.sd(whole),
                     gender=GENDERS[g],
                     gender_confidence=float(gender[g]),
                     emotion=IMM_EMOTIONS[EXPRESSIONS[e]],

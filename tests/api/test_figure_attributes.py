@@ -15,6 +15,8 @@ from live_immray import BACKENDS, sdk_error
 from live_indexing import get_files, index_and_wait, indexing_server, new_dataset
 from people_testkit import cluster
 
+from immray.faces.age_error import AGE_ERROR
+
 NAMES = ("group.jpg", "portrait.png", "astronaut.png")
 # x of the box centre -> (gender, laughing), the group photo's faces
 GROUP = {110: ("female", False), 320: ("female", False), 515: ("male", True), 795: ("male", True),
@@ -63,7 +65,12 @@ def test_every_figure_carries_age_gender_and_emotion(indexed, photos):
         assert isinstance(figure.age, int) and figure.age > 0
         assert figure.gender in ("male", "female") and 0.5 < figure.gender_confidence <= 1
         assert isinstance(figure.emotion, str) and 0 < figure.emotion_confidence <= 1
-        assert figure.age_sd is None and figure.glasses is None  # no shipped model estimates them
+        assert figure.glasses is None and figure.hat is None  # no shipped model estimates them
+        # AgeSD, calibrated on adults, for the ages it covers (immray.faces.age_error)
+        # (none below the ages it covers: one young-looking adult of these photos is read as 13)
+        assert figure.age_sd == AGE_ERROR.sd(figure.age), (figure.age, figure.age_sd)
+        assert figure.age_sd is None or isinstance(figure.age_sd, float)
+    assert sum(figure.age_sd is not None for figure in figures) >= 6
     for figure in files[uri(photos, "group.jpg")].figures:
         centre = figure.boundary.left + figure.boundary.width / 2
         gender, laughing = GROUP[min(GROUP, key=lambda x: abs(x - centre))]
@@ -83,7 +90,12 @@ def test_get_file_meta_and_detect_image_faces_show_the_same_attributes(indexed, 
         models.DetectImageFacesRequest(project_name=project, source_uri=portrait)
     ).body.faces
     for figure in (shown.figures[0], detected):
-        assert (figure.age, figure.gender, figure.emotion) == (stored.age, stored.gender, stored.emotion)
+        assert (figure.age, figure.age_sd, figure.gender, figure.emotion) == (
+            stored.age,
+            stored.age_sd,
+            stored.gender,
+            stored.emotion,
+        )
 
 
 def _query(client, project, dataset, query: models.SimpleQuery) -> set[str]:
@@ -199,7 +211,9 @@ def test_a_dataset_can_switch_attributes_off(server, photos):
     figures = index_and_wait(client, project, dataset, [group])[group].figures
     assert len(figures) == 6
     for figure in figures:
-        assert (figure.age, figure.gender, figure.emotion, figure.gender_confidence) == (None,) * 4
+        assert (figure.age, figure.age_sd, figure.gender, figure.emotion, figure.gender_confidence) == (
+            None,
+        ) * 5
         assert figure.boundary is not None and figure.face_quality is not None  # the rest as ever
     query = models.SimpleQuery(field="Figures.Gender", operation="eq", value="male")
     assert _query(client, project, dataset, query) == set()

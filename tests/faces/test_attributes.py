@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from immray.faces import AnalyzerConfig, decode_image, get_analyzer
+from immray.faces.age_error import AGE_ERROR
 from immray.faces.attributes import IMM_EMOTIONS, get_attribute_estimator
 from immray.faces.faceapi import INPUT_SIZE, crop_box, face_input
 
@@ -69,6 +70,8 @@ def test_children_are_read_younger_than_every_adult(
     assert child_ages[-1] <= 12, child_ages  # IMM's and the benchmark's 0-12 group
     assert child_ages[-1] < min(face.attributes.age for face in adults)
     assert {face.attributes.emotion for face in children} == {"happiness"}
+    # AgeSD was calibrated on adults: a child's estimate carries none rather than an extrapolated one
+    assert all(face.attributes.age_sd is None and "AgeSD" not in face.to_figure() for face in children)
 
 
 def test_the_figure_carries_the_attributes_in_imms_names(group_faces):
@@ -76,7 +79,8 @@ def test_the_figure_carries_the_attributes_in_imms_names(group_faces):
     assert isinstance(figure["Age"], int)
     assert figure["Gender"] in ("male", "female") and isinstance(figure["GenderConfidence"], float)
     assert figure["Emotion"] in IMM_EMOTIONS.values() and isinstance(figure["EmotionConfidence"], float)
-    assert "AgeSD" not in figure and "Glasses" not in figure  # never invented
+    assert figure["AgeSD"] == AGE_ERROR.sd(figure["Age"]) and isinstance(figure["AgeSD"], float)
+    assert "Glasses" not in figure and "Hat" not in figure  # never invented
 
 
 def test_switched_off_the_faces_carry_no_attributes(group_bytes, group_faces):
