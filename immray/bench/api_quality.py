@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from immray.bench.dev_faces import read_manifest
 from immray.client import ClientError, connect  # noqa: E402
-from immray.clustering.metrics import score  # noqa: E402
+from immray.clustering.metrics import ClusteringScores, score  # noqa: E402
 from immray.settings import Settings  # noqa: E402
 
 RESERVED = ("figure-cluster-id-independent", "figure-cluster-id-unavailable")
@@ -43,45 +44,40 @@ def central_cluster(item: dict) -> str | None | bool:
     return None if cluster in RESERVED else cluster
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="an evaluation folder with manifest.csv and images/")
-    parser.add_argument("--project", default="immray")
-    parser.add_argument("--dataset", default="photos")
-    parser.add_argument(
-        "--data-dir", type=Path, help="where the server saved its key (default IMMRAY_DATA_DIR)"
-    )
-    parser.add_argument("--endpoint", help="HOST:PORT (default: the one the saved key is for)")
-    args = parser.parse_args()
+@dataclass
+class ApiScores:
+    """What came back through the API for one labeled folder, scored."""
 
-    settings = Settings() if args.data_dir is None else Settings(data_dir=args.data_dir)
-    rows = read_manifest(args.folder)
-    uris = [(args.folder / path).absolute().as_uri() for path, _ in rows]
+    scores: ClusteringScores
+    photos: int
+    missing: int
+    not_indexed: int
+    no_face: int
+    people: int
+    read_seconds: float
+
+
+def measure(folder: Path, project: str, dataset: str, settings: Settings, endpoint: str | None) -> ApiScores:
+    """Read every photo of ``folder``'s manifest back from ``project/dataset`` and score its labeled face's
+    FigureClusterId against the identity (ClientError when the server refuses)."""
+    rows = read_manifest(folder)
+    uris = [(folder / path).absolute().as_uri() for path, _ in rows]
     truth_of = {uri: identity for uri, (_, identity) in zip(uris, rows, strict=True)}
     started = time.perf_counter()
     found: dict[str, dict] = {}
-    try:
-        with connect(settings, endpoint=args.endpoint) as client:
-            for start in range(0, len(uris), 100):
-                body = client.call(
-                    "BatchGetFileMeta",
-                    {
-                        "ProjectName": args.project,
-                        "DatasetName": args.dataset,
-                        "URIs": uris[start : start + 100],
-                    },
-                )
-                found |= {item["URI"]: item for item in body.get("Files") or []}
-            people = sum(
-                1
-                for _ in client.pages(
-                    "QueryFigureClusters",
-                    "FigureClusters",
-                    {"ProjectName": args.project, "DatasetName": args.dataset},
-                )
+    with connect(settings, endpoint=endpoint) as client:
+        for start in range(0, len(uris), 100):
+            body = client.call(
+                "BatchGetFileMeta",
+                {"ProjectName": project, "DatasetName": dataset, "URIs": uris[start : start + 100]},
             )
-    except ClientError as exc:
-        sys.exit(f"error: {exc}")
+            found |= {item["URI"]: item for item in body.get("Files") or []}
+        people = sum(
+            1
+            for _ in client.pages(
+                "QueryFigureClusters", "FigureClusters", {"ProjectName": project, "DatasetName": dataset}
+            )
+        )
     read_seconds = time.perf_counter() - started
 
     truth, predicted = [], []
@@ -101,14 +97,34 @@ def main() -> int:
         truth.append(truth_of[uri])
         predicted.append(cluster)
     if not truth:
-        sys.exit(
-            "error: no labeled face came back; index and cluster the folder first (see the README's tour)"
+        raise ValueError(
+            "no labeled face came back; index and cluster the folder first (see the README's tour)"
         )
-    scores = score(truth, predicted)
-    print(
-        f"photos in manifest: {len(uris)}; not in the dataset: {missing}; not indexed: {not_indexed}; no face: {no_face}"
+    return ApiScores(score(truth, predicted), len(uris), missing, not_indexed, no_face, people, read_seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="an evaluation folder with manifest.csv and images/")
+    parser.add_argument("--project", default="immray")
+    parser.add_argument("--dataset", default="photos")
+    parser.add_argument(
+        "--data-dir", type=Path, help="where the server saved its key (default IMMRAY_DATA_DIR)"
     )
-    print(f"people (clusters) in the dataset: {people}; read through the API in {read_seconds:.1f} s")
+    parser.add_argument("--endpoint", help="HOST:PORT (default: the one the saved key is for)")
+    args = parser.parse_args()
+
+    settings = Settings() if args.data_dir is None else Settings(data_dir=args.data_dir)
+    try:
+        got = measure(args.folder, args.project, args.dataset, settings, args.endpoint)
+    except (ClientError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+    scores = got.scores
+    print(
+        f"photos in manifest: {got.photos}; not in the dataset: {got.missing}; not indexed: {got.not_indexed}; "
+        f"no face: {got.no_face}"
+    )
+    print(f"people (clusters) in the dataset: {got.people}; read through the API in {got.read_seconds:.1f} s")
     print(f"labeled faces scored: {scores.n_faces}")
     print(
         f"pairwise  P {scores.pairwise_precision:.4f}  R {scores.pairwise_recall:.4f}  F1 {scores.pairwise_f1:.4f}"
