@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from immray.bench.api_quality import ApiScores, measure
+from immray.bench.api_quality import ApiScores, measure_or_exit
 from immray.bench.dev_faces import read_manifest
-from immray.bench.quality_folds import fold_of
-from immray.client import ClientError
-from immray.settings import Settings
+from immray.bench.quality_folds import fold_of, spread
 
 
 def prepare(folder: Path, out: Path, k: int) -> list[Path]:
@@ -55,10 +52,6 @@ def _immray(*args: str) -> None:
         sys.exit(f"error: immray {' '.join(args)} exited {done.returncode}")
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f} (folds {min(values):.4f}-{max(values):.4f})"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="an evaluation folder with manifest.csv and images/")
@@ -71,7 +64,6 @@ def main() -> int:
     parser.add_argument("--score-only", action="store_true", help="the folds are indexed and clustered")
     args = parser.parse_args()
 
-    settings = Settings() if args.data_dir is None else Settings(data_dir=args.data_dir)
     common = ["--project", args.project]
     if args.endpoint:
         common += ["--endpoint", args.endpoint]
@@ -83,10 +75,7 @@ def main() -> int:
         if not args.score_only:
             _immray("index", str(fold / "images"), "--dataset", dataset, *common)
             _immray("cluster", "--dataset", dataset, *common)
-        try:
-            got = measure(fold, args.project, dataset, settings, args.endpoint)
-        except (ClientError, ValueError) as exc:
-            sys.exit(f"error: fold {i}: {exc}")
+        got = measure_or_exit(fold, args.project, dataset, args.data_dir, args.endpoint, f"fold {i}: ")
         s = got.scores
         print(
             f"fold {i}: {s.n_faces} labeled faces ({got.no_face} photos without a face), {got.people} people; "
@@ -96,9 +85,9 @@ def main() -> int:
         )
         results.append(got)
     print(f"{args.folds} held-out folds through the API:")
-    print(f"  pairwise F1 {_spread([r.scores.pairwise_f1 for r in results])}")
-    print(f"  BCubed F1   {_spread([r.scores.bcubed_f1 for r in results])}")
-    print(f"  one-photo people left alone {_spread([r.scores.singleton_people_alone for r in results])}")
+    print(f"  pairwise F1 {spread([r.scores.pairwise_f1 for r in results])}")
+    print(f"  BCubed F1   {spread([r.scores.bcubed_f1 for r in results])}")
+    print(f"  one-photo people left alone {spread([r.scores.singleton_people_alone for r in results])}")
     return 0
 
 

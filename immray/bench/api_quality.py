@@ -103,6 +103,18 @@ def measure(folder: Path, project: str, dataset: str, settings: Settings, endpoi
     return ApiScores(score(truth, predicted), len(uris), missing, not_indexed, no_face, people, read_seconds)
 
 
+def measure_or_exit(
+    folder: Path, project: str, dataset: str, data_dir: Path | None, endpoint: str | None, label: str = ""
+) -> ApiScores:
+    """``measure`` with the server's saved key in ``data_dir`` (default IMMRAY_DATA_DIR); a refusal or an
+    empty dataset ends the benchmark with its message."""
+    settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    try:
+        return measure(folder, project, dataset, settings, endpoint)
+    except (ClientError, ValueError) as exc:
+        sys.exit(f"error: {label}{exc}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="an evaluation folder with manifest.csv and images/")
@@ -114,11 +126,7 @@ def main() -> int:
     parser.add_argument("--endpoint", help="HOST:PORT (default: the one the saved key is for)")
     args = parser.parse_args()
 
-    settings = Settings() if args.data_dir is None else Settings(data_dir=args.data_dir)
-    try:
-        got = measure(args.folder, args.project, args.dataset, settings, args.endpoint)
-    except (ClientError, ValueError) as exc:
-        sys.exit(f"error: {exc}")
+    got = measure_or_exit(args.folder, args.project, args.dataset, args.data_dir, args.endpoint)
     scores = got.scores
     print(
         f"photos in manifest: {got.photos}; not in the dataset: {got.missing}; not indexed: {got.not_indexed}; "

@@ -143,7 +143,8 @@ def cross_validate(
     return results, time.perf_counter() - start
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float]) -> str:
+    """``mean [min-max]`` of the folds' figures."""
     v = np.array(values)
     return f"{v.mean():.4f} [{v.min():.4f}-{v.max():.4f}]"
 
@@ -156,9 +157,9 @@ HEADER = (
 
 def table_rows(name: str, results: list[FoldResult], secs: float) -> list[str]:
     rows = [
-        f"{name + ' batch':40s} {_spread([r.batch.pairwise_f1 for r in results]):>22s} "
-        f"{_spread([r.batch.bcubed_f1 for r in results]):>22s} "
-        f"{_spread([r.batch.singleton_people_alone for r in results]):>22s} "
+        f"{name + ' batch':40s} {spread([r.batch.pairwise_f1 for r in results]):>22s} "
+        f"{spread([r.batch.bcubed_f1 for r in results]):>22s} "
+        f"{spread([r.batch.singleton_people_alone for r in results]):>22s} "
         f"{sum(r.batch_errors.mixed for r in results):5d} {sum(r.batch_errors.split for r in results):5d} "
         f"{sum(r.batch_errors.clusters for r in results):8d} {secs:6.1f}"
     ]
@@ -173,8 +174,8 @@ def table_rows(name: str, results: list[FoldResult], secs: float) -> list[str]:
         ]
         n = len(results[0].increments)
         rows.append(
-            f"{name + f' increments (x{n} orders)':40s} {_spread([p for p, _, _ in per_fold]):>22s} "
-            f"{_spread([b for _, b, _ in per_fold]):>22s} {_spread([a for _, _, a in per_fold]):>22s}"
+            f"{name + f' increments (x{n} orders)':40s} {spread([p for p, _, _ in per_fold]):>22s} "
+            f"{spread([b for _, b, _ in per_fold]):>22s} {spread([a for _, _, a in per_fold]):>22s}"
             f"{'':21s}merges/run {np.mean([m for r in results for m in r.merges]):.1f}"
         )
     return rows

@@ -25,9 +25,9 @@ measurements unless said otherwise):
   a standalone server (one query node, whose view only moves forward) a Session read sees what that read
   saw plus the writes of this process. For the same reason a read in many calls (``get`` of more than
   ``_GET_BATCH`` keys, ``scan``'s pages) is Strong for its first call only: at 1M faces a first task's check
-  of every face made 1,000 Strong calls, ~300 s of waiting. A first attempt made every engine read Session, ``ensure``'s too:
-  a fresh process's Session read has no write timestamp and reads "eventually", so after a node's loss the
-  repair missed a vector whose delete (of a delete + insert) the server had not applied yet, and the drift
+  of every face made 1,000 Strong calls, ~300 s of waiting. A first attempt made every engine read Session,
+  ``ensure``'s too: a fresh process's Session read has no write timestamp and reads "eventually", so after a
+  node's loss the repair missed a vector whose delete (of a delete + insert) the server had not applied yet, and the drift
   check found it missing. On a distributed Milvus with several query replicas, run the engine Strong
   (``IMMRAY_MILVUS_SESSION_READS=false``).
 - **Writes on the server are delete + insert**: Milvus 2.3's upsert into a partition-key collection kept 3 of
