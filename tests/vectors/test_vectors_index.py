@@ -77,6 +77,10 @@ def test_a_cache_smaller_than_the_dataset_forgets_the_oldest_vectors_and_the_clu
     rows = np.arange(len(raw))
     assert np.allclose(index.vectors(rows), normalise(raw), atol=1e-6)  # the forgotten ones read back
     assert len(index._cache) <= 25
+    index._cache.clear()
+    index.vectors(rows[:25])
+    index.vectors(rows[25:30])  # five more: the five read longest ago go
+    assert list(index._cache) == index._keys(rows[5:30])
 
 
 def test_a_bulk_search_reads_the_vectors_from_milvus_and_answers_alike(milvus_settings, monkeypatch):
