@@ -11,9 +11,9 @@ the attributes are compared with the labels: mean absolute age error and gender 
 group (0-12, 13-19, 20-59, 60+), expression accuracy where labeled (face-api's words or IMM's).
 
 ``--calibrate`` fits AgeSD (``immray.faces.age_error``) to the labeled ages: the people (a photo's folder)
-are split into ``--folds`` folds by a hash of the name, the line is fitted on the other folds and checked on
-each held-out one (how often the label lies within one and two AgeSD: 0.68 and 0.95 for a calibrated normal
-error), then fitted on all of them and printed as the ``AGE_ERROR`` to ship.
+are split into ``--folds`` folds by a hash of the name (``quality_folds.fold_of``), the line is fitted on
+the other folds and checked on each held-out one (how often the label lies within one and two AgeSD: 0.68
+and 0.95 for a calibrated normal error), then fitted on all of them and printed as the ``AGE_ERROR`` to ship.
 
 The CPU cost per face is measured on the crops of the photos analysed: the two attribute networks alone, in
 batches of ``--batch`` faces on ``--threads`` torch threads, best of three runs. Without a manifest (or with
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from immray.bench.quality_folds import fold_of
 from immray.faces import AnalyzerConfig, ImageError, age_error, decode_image, get_analyzer
 from immray.faces.attributes import IMM_EMOTIONS, get_attribute_estimator
 from immray.faces.faceapi import crop_box, face_input
@@ -140,11 +140,6 @@ def accuracy(rows: list[Row], found: dict[str, object]) -> None:
         print(f"expression: accuracy {np.mean(expressions):.3f} over {len(expressions)} faces")
 
 
-def _fold(path: str, folds: int) -> int:
-    person = str(Path(path).parent)
-    return int(hashlib.sha1(person.encode()).hexdigest(), 16) % folds
-
-
 def calibrate(rows: list[Row], found: dict[str, object], folds: int) -> None:
     """Fit AgeSD on the other folds' people, check it on each held-out fold, then fit it on everyone."""
     aged = [(row.path, float(face.attributes.age), row.age) for row in rows
@@ -152,7 +147,7 @@ def calibrate(rows: list[Row], found: dict[str, object], folds: int) -> None:
     if len(aged) < 10 * folds:
         print(f"AgeSD: only {len(aged)} labeled ages, too few to calibrate in {folds} folds")
         return
-    fold = np.array([_fold(path, folds) for path, _, _ in aged])
+    fold = np.array([fold_of(str(Path(path).parent), folds) for path, _, _ in aged])
     est = np.array([e for _, e, _ in aged])
     label = np.array([a for _, _, a in aged])
     hits1 = hits2 = total = 0

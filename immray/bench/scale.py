@@ -408,7 +408,7 @@ def main() -> None:
             flush=True,
         )
         for i, calls in enumerate(r.get("add_calls", ())):
-            spent = ", ".join(f"{name} {n} x {secs:.2f} s" for name, (n, secs) in sorted(calls.items()))
+            spent = ", ".join(f"{name} {n} in {secs:.2f} s" for name, (n, secs) in sorted(calls.items()))
             print(f"  add {i + 1}: Milvus calls {spent}")
     if args.baselines_at:
         n = args.baselines_at

@@ -66,6 +66,6 @@ def coverage(model: AgeError, estimates, labels) -> tuple[float, float, int]:
 
 #: Fitted by ``python -m immray.bench.attributes ../shared/eval/dev --calibrate`` (see the README).
 #: On dev's 1,432 photos of 47 public figures aged 20-80 (labels from public record), 2026-12-05: held out over
-#: 5 folds of people, 0.697 of the labels lie within one AgeSD and 0.935 within two (folds 0.52-0.77 and
-#: 0.84-0.97). The error shrinks with the estimate: young-looking estimates of older people miss the most.
+#: 5 folds of people (quality_folds.fold_of), 0.700 of the labels lie within one AgeSD and 0.934 within two
+#: (folds 0.40-0.80 and 0.82-0.99). The error shrinks with the estimate: young-looking estimates of older people miss the most.
 AGE_ERROR = AgeError(intercept=12.40, slope=-0.0929, lowest=20.0, highest=76.0)
