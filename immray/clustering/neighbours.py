@@ -86,6 +86,14 @@ class ExactIndex:
         """Every row held, ascending."""
         return np.flatnonzero(self._held).astype(np.int64)
 
+    def holds(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` are held (a bool per row)."""
+        rows = self._check_rows(rows)
+        out = np.zeros(len(rows), bool)
+        inside = rows < len(self._held)
+        out[inside] = self._held[rows[inside]]
+        return out
+
     def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         rows = self._check_rows(rows)
         vectors = np.asarray(vectors, np.float32)

@@ -26,10 +26,11 @@ import numpy as np
 
 from immray.clustering.neighbours import search_frame
 from immray.vectors.bulk import bulk_index
+from immray.vectors.cache import VectorCache
 from immray.vectors.store import FaceVectors
 
 _MAX_LIMIT = 16_384
-CACHE_ROWS = 1_000_000  # vectors an index keeps read (512 MB of 128-d float32 at most)
+CACHE_ROWS = 1_000_000  # vectors an index keeps read (512 MB of 128-d float32 at most, in one slab)
 BULK_QUERIES = 2_000  # a search of this many queries at once reads the vectors and searches them exactly
 
 
@@ -50,9 +51,10 @@ class MilvusIndex:
         self.dim = int(dim)
         self._face_ids = face_ids  # the state's row -> face id list (read when rows arrive)
         self._row_of: dict[int, int] = {}  # face key -> row, of the rows held
-        self._cache: dict[int, np.ndarray] = {}  # face key -> vector, as written or read (see vectors)
+        self._cache = VectorCache(self.dim)  # face key -> vector, as written or read (see vectors)
         self.written = 0  # vectors this index had to (re)write: the repairs
         self._bulk = None  # the held vectors searched in memory, for bulk searches (immray.vectors.bulk)
+        self._kept = None  # a bulk index retired by a change of rows: it still answers its rows' vectors
 
     @property
     def ntotal(self) -> int:
@@ -71,12 +73,11 @@ class MilvusIndex:
             return
         keys = self._keys(rows)
         self.written += self.store.ensure(self.collection, self.dataset_id, keys, vectors)
-        self._bulk = None
-        for i, (key, row) in enumerate(zip(keys, rows.tolist(), strict=True)):
+        self._retire_bulk(rows)
+        for key, row in zip(keys, rows.tolist(), strict=True):
             self._row_of[key] = row
-            self._cache.pop(key, None)  # re-added: now the newest
-            self._cache[key] = vectors[i].copy()
-        self._trim()
+        self._cache.put(keys, vectors)  # re-added ones become the newest
+        self._cache.trim(CACHE_ROWS)
 
     def attach(self, rows: np.ndarray, keys: Sequence[int]) -> list[int]:
         """Hold ``rows`` (faces ``keys``) whose vectors Milvus has already (a state loaded after a restart):
@@ -88,10 +89,19 @@ class MilvusIndex:
         return [int(k) for k in keys if int(k) not in held]
 
     def remove(self, rows: np.ndarray) -> None:
-        self._bulk = None
-        for key in self._keys(_rows(rows)):
+        rows = _rows(rows)
+        self._retire_bulk(rows)
+        for key in self._keys(rows):
             self._row_of.pop(key, None)
-            self._cache.pop(key, None)
+            self._cache.discard(key)
+
+    def _retire_bulk(self, changed: np.ndarray) -> None:
+        """The rows change, so the bulk index may no longer be searched; it keeps answering the vectors of
+        the rows it holds but ``changed`` (the cache gave them up to it: one copy, not two)."""
+        if self._bulk is not None:
+            self._kept, self._bulk = self._bulk, None
+        if self._kept is not None and len(changed):
+            self._kept.remove(changed)
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         rows = _rows(rows)
@@ -101,37 +111,43 @@ class MilvusIndex:
             raise KeyError(f"rows not in the index: {unknown[:5]}")
         if not keys:
             return np.zeros((0, self.dim), np.float32)
-        wanted = [k for k in dict.fromkeys(keys) if k not in self._cache]
-        if wanted:  # the engine reads the same faces again and again within a task: fetch each once
-            found = self.store.get(self.collection, wanted, session=True)
-            out = np.stack([found[k] if k in found else self._cache[k] for k in keys])
-            self._cache.update(found)
-            self._trim()  # after the answer: it may forget vectors of this very call
-            return out
-        return np.stack([self._cache[k] for k in keys])
+        out = np.empty((len(keys), self.dim), np.float32)
+        cached = np.fromiter((k in self._cache for k in keys), bool, len(keys))
+        if cached.any():
+            out[cached] = self._cache.get(itertools.compress(keys, cached))
+        rest = np.flatnonzero(~cached)
+        held = self._bulk if self._bulk is not None else self._kept
+        if len(rest) and held is not None:  # the bulk pass's index holds them: no second copy
+            there = held.holds(rows[rest])
+            out[rest[there]] = held.vectors(rows[rest[there]])
+            rest = rest[~there]
+        if len(rest):  # the engine reads the same faces again and again within a task: fetch each once
+            fetch = [keys[i] for i in rest.tolist()]
+            self._fetch(list(dict.fromkeys(fetch)))
+            out[rest] = self._cache.get(fetch)
+        self._cache.trim(CACHE_ROWS)  # after the answer: it may forget vectors of this very call
+        return out
+
+    def _fetch(self, keys: list[int]) -> None:
+        """Read ``keys``' vectors (distinct, all held) from Milvus into the cache, one call's answer at a
+        time (a restarted actor's bulk pass reads a million)."""
+        for _, found in self.store.get_batches(self.collection, keys, session=True):
+            self._cache.put_each(found)
+        missing = [k for k in keys if k not in self._cache]
+        if missing:
+            raise KeyError(f"face vectors missing from Milvus: {missing[:5]}")
 
     def _bulk_index(self):
         """The bulk path (a backfill's first task asks for the neighbours of every face): the held vectors
         searched in memory (``immray.vectors.bulk``) instead of a million queries to Milvus. They are the
-        ones this task wrote or checked against Milvus (the cache), the rest read from Milvus by key."""
+        ones this task wrote or checked against Milvus (the cache), a retired pass's, the rest read from
+        Milvus by key. The index then holds every row's vector, so the cache lets them go."""
         if self._bulk is None:
             rows = np.fromiter(self._row_of.values(), np.int64, len(self._row_of))
-            keys = list(self._row_of)
-            wanted = [k for k in keys if k not in self._cache]
-            if wanted:
-                self._cache.update(self.store.get(self.collection, wanted, session=True))
-            vectors = np.stack([self._cache[k] for k in keys])
-            self._trim()
-            self._bulk = bulk_index(self.dim, rows, vectors)
+            self._bulk = bulk_index(self.dim, rows, lambda part: self.vectors(rows[part]))
+            self._kept = None
+            self._cache.clear()
         return self._bulk
-
-    def _trim(self) -> None:
-        """Keep the cache within ``CACHE_ROWS`` by forgetting the vectors read longest ago (clearing it whole
-        made the first task past the bound read back every neighbour: 13 more reads at 1M)."""
-        excess = len(self._cache) - CACHE_ROWS
-        if excess > 0:
-            for key in list(itertools.islice(self._cache, excess)):
-                del self._cache[key]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries, sims, ids = search_frame(queries, k, self.dim)

@@ -13,8 +13,13 @@ measurements unless said otherwise):
   idempotent), ``dataset_id`` (INT64, partition key), ``vector`` (FLOAT_VECTOR, L2-normalised by
   ``immray.clustering.neighbours.normalise``, bit for bit what the engine computes).
 - **Metric: IP** on normalised vectors (cosine similarity, the engine's).
-- **Index**: milvus-lite: FLAT, exact, so the clusters equal the in-memory engine's (its HNSW needs ~11 min to
-  build at 1M and its searches loop in Python either way). Server: HNSW (M=16, efConstruction=200), searched
+- **Index**: milvus-lite: FLAT, exact, so the clusters equal the in-memory engine's. Its other indexes cost
+  accuracy or memory and were no faster (measured 2026-12-05 at 1M clustered 128-d vectors, 1,000 queries
+  filtered to the dataset, 27 hits each): FLAT 14-16 s (exact); IVF_FLAT (nlist 256) 3.5-4 s at nprobe 16
+  with 0.83 of the 11 true neighbours found, 5 s at 32 (0.93), 9 s at 64 (0.98), ~10 GB resident; HNSW
+  (M=16, efConstruction 100) 18-21 s while it builds in the background (over 10 minutes; 0.98-0.995
+  found), 12 GB resident. The C++ milvus-lite 2.5.1 takes 11.5 s (FLAT only, and its partition-key
+  filter fails). Server: HNSW (M=16, efConstruction=200), searched
   with ef = max(256, 2k) (~5 ms a query at 1M); the tests find the same clusters on it as in memory.
 - **Consistency**: the collection is Strong, and so is every read by default (the API's lookups, scans,
   counts, the drift check, and ``ensure``'s check of a task's new faces): each sees every write of every
@@ -49,9 +54,10 @@ log = logging.getLogger("immray.vectors")
 
 _WRITE_BATCH = 2_000  # rows per upsert
 _GET_BATCH = 1_000  # keys per get / delete
-# Queries per search call. milvus-lite walks every row of the collection in Python once per call (~1.9 s a
-# call at 100k faces here, whatever the batch), then works per query: a task's 1,000 new faces go in one
-# call (its FLAT search holds a 1,024 x 100k similarity block per segment: 400 MB). A server answers ~1,000
+# Queries per search call. milvus-lite's FLAT search multiplies the queries by each segment's vectors
+# (100k rows a segment) and then takes each query's top hits with numpy, one query at a time (argpartition:
+# two thirds of a 1,000-query search at 1M, 14-16 s in all; rows still in its memtable are first converted
+# row by row in Python). A task's 1,000 new faces go in one call (a 1,024 x 100k block per segment: 400 MB). A server answers ~1,000
 # queries a second on HNSW whatever the batch: a task's 1,000 new faces go in one call too (half a megabyte
 # of queries), which saves a call's round trip and, for Strong reads, its wait for the time tick.
 _QUERY_BATCH = {"lite": 1_024, "server": 1_024}
@@ -165,12 +171,13 @@ class FaceVectors:
         milvus-lite at 100k faces, where a scan of the dataset costs ~50 µs a row and a full walk per page."""
         vectors = np.asarray(vectors, np.float32)
         keys = [int(k) for k in keys]
-        held = self.get(collection, keys, missing_ok=True, dataset_id=dataset_id)
-        stale = [
-            i
-            for i, k in enumerate(keys)
-            if (got := held.get(k)) is None or not np.array_equal(got, vectors[i])
-        ]
+        stale = []
+        for lo, held in self.get_batches(collection, keys, dataset_id=dataset_id):
+            stale += [
+                i
+                for i in range(lo, min(lo + _GET_BATCH, len(keys)))
+                if (got := held.get(keys[i])) is None or not np.array_equal(got, vectors[i])
+            ]
         if stale:
             self.upsert(collection, dataset_id, [keys[i] for i in stale], vectors[stale])
         return len(stale)
@@ -202,25 +209,43 @@ class FaceVectors:
     ) -> dict[int, np.ndarray]:
         """The stored vectors of ``keys`` (of ``dataset_id`` only, when given); KeyError for a missing one
         unless ``missing_ok``. ``session``: the caller read Strong before (see the module's docstring)."""
-        out: dict[int, np.ndarray] = {}
         keys = [int(k) for k in keys]
+        out: dict[int, np.ndarray] = {}
+        for _, found in self.get_batches(collection, keys, dataset_id=dataset_id, session=session):
+            out.update(found)
+        if not missing_ok and len(out) != len(set(keys)):
+            missing = [k for k in keys if k not in out]
+            raise KeyError(f"face vectors missing from Milvus: {missing[:5]}")
+        return out
+
+    def get_batches(
+        self,
+        collection: str,
+        keys: Sequence[int],
+        *,
+        dataset_id: int | None = None,
+        session: bool = False,
+    ) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        """``get`` one call at a time: (offset into ``keys``, the vectors found of that call's keys), so a
+        caller reading a million faces holds one call's answer at a time rather than all of them."""
         fields = ["vector"] if dataset_id is None else ["vector", "dataset_id"]
         for lo in range(0, len(keys), _GET_BATCH):
             # One Strong batch makes the server's view current; the later batches of the call see at least
             # that (a Strong read each cost 0.2-0.4 s: 1,000 of them at 1M, most of a first task's time).
             hits = self.client.get(
                 collection,
-                ids=keys[lo : lo + _GET_BATCH],
+                ids=[int(k) for k in keys[lo : lo + _GET_BATCH]],
                 output_fields=fields,
                 **self._read_level(session or lo > 0),
             )
-            for hit in hits:
-                if dataset_id is None or int(hit["dataset_id"]) == int(dataset_id):
-                    out[int(hit["id"])] = np.asarray(hit["vector"], np.float32)
-        if not missing_ok and len(out) != len(set(keys)):
-            missing = [k for k in keys if k not in out]
-            raise KeyError(f"face vectors missing from Milvus: {missing[:5]}")
-        return out
+            yield (
+                lo,
+                {
+                    int(hit["id"]): np.asarray(hit["vector"], np.float32)
+                    for hit in hits
+                    if dataset_id is None or int(hit["dataset_id"]) == int(dataset_id)
+                },
+            )
 
     def keys(self, dataset_id: int, collections: Sequence[str] | None = None) -> dict[str, set[int]]:
         """Every face key a dataset has in each collection."""

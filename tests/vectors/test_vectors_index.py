@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from faces_kit import people_faces
 
 from immray.clustering import Change, Engine, NewFace
@@ -123,3 +124,34 @@ def test_a_large_bulk_search_goes_through_the_inverted_lists_and_finds_the_same_
     esims, eids = exact.search(vectors, 4)
     assert np.array_equal(ids, eids)
     assert np.allclose(sims, esims, atol=1e-5)
+
+
+def test_after_a_bulk_pass_its_index_alone_holds_the_vectors_and_still_answers_them_after_a_change(
+    milvus_settings, monkeypatch
+):
+    store = open_store(milvus_settings)
+    indexes = DatasetIndexes(store, 6, "test-model")
+    indexes.bind(_Rows)
+    index = indexes(128)
+    raw, _ = people_faces(20, 6, seed=12)
+    vectors = normalise(raw)
+    index.add(np.arange(100), vectors[:100])
+    monkeypatch.setattr(milvus_index, "BULK_QUERIES", 1)
+    index.search(vectors[:100], 3)  # the bulk pass
+    assert len(index._cache) == 0  # one copy of the vectors: the bulk index's
+    reads = []
+    get_batches = store.get_batches
+    monkeypatch.setattr(store, "get_batches", lambda *a, **k: reads.append(a[1]) or get_batches(*a, **k))
+    assert np.array_equal(index.vectors(np.arange(100)), vectors[:100])
+    assert reads == []  # answered from the bulk index, not Milvus
+    # A change of rows retires it from searching; it keeps answering the rows that did not change.
+    index.add(np.array([5, 100, 101]), vectors[[110, 100, 101]])  # row 5 re-added with another vector
+    assert index._bulk is None
+    index._cache.clear()
+    reads.clear()  # (the add's check of its faces read them)
+    got = index.vectors(np.array([0, 5, 100, 99]))
+    assert np.array_equal(got, vectors[[0, 110, 100, 99]])
+    assert sorted(k for keys in reads for k in keys) == [1005, 1100]  # only the changed rows from Milvus
+    index.remove(np.array([7]))
+    with pytest.raises(KeyError):
+        index.vectors(np.array([7]))
