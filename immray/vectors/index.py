@@ -10,8 +10,11 @@ again with a larger limit where that left a query short.
 
 The vectors the index wrote or read are kept in memory (up to ``CACHE_ROWS``, the oldest forgotten first):
 within a task the engine reads the same faces' vectors many times (smoothing, linkage), and Milvus is only
-asked once for each. Those reads and the searches follow ``add``'s Strong check of the task's new faces (or
-``attach``'s scan), so they may be Session reads (see ``immray.vectors.store``).
+asked once for each (``immray.vectors.cache``). A bulk pass's in-memory index holds every vector it
+searches, so the cache lets them go, and that index goes on answering them (not searched) after the rows
+change: one copy of a million vectors in the actor, not two. Those reads and the searches follow ``add``'s
+Strong check of the task's new faces (or ``attach``'s scan), so they may be Session reads (see
+``immray.vectors.store``).
 
 ``remove`` only forgets the rows: the face's vector leaves Milvus when the face leaves the store (deleting
 files or the dataset, or the task that takes the tombstone), never because the engine re-adds it.

@@ -17,8 +17,8 @@ measurements unless said otherwise):
   accuracy or memory and were no faster (measured 2026-12-05 at 1M clustered 128-d vectors, 1,000 queries
   filtered to the dataset, 27 hits each): FLAT 14-16 s (exact); IVF_FLAT (nlist 256) 3.5-4 s at nprobe 16
   with 0.83 of the 11 true neighbours found, 5 s at 32 (0.93), 9 s at 64 (0.98), ~10 GB resident; HNSW
-  (M=16, efConstruction 100) 18-21 s while it builds in the background (over 10 minutes; 0.98-0.995
-  found), 12 GB resident. The C++ milvus-lite 2.5.1 takes 11.5 s (FLAT only, and its partition-key
+  (M=16, efConstruction 100) 18-21 s while it builds in the background (still building after 6 minutes;
+  0.98-0.995 found), 12 GB resident. The C++ milvus-lite 2.5.1 takes 11.5 s (FLAT only, and its partition-key
   filter fails). Server: HNSW (M=16, efConstruction=200), searched
   with ef = max(256, 2k) (~5 ms a query at 1M); the tests find the same clusters on it as in memory.
 - **Consistency**: the collection is Strong, and so is every read by default (the API's lookups, scans,
