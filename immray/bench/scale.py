@@ -88,21 +88,27 @@ def _milvus_pids(kind: str) -> list[int]:
 
 class PeakMemory:
     """Samples (every 0.5 s) the resident memory of this process plus every Milvus process on the host,
-    and keeps the peak of the sum: the bench's "all processes, Milvus included"."""
+    and keeps the peak of the sum: the bench's "all processes, Milvus included". ``at_peak`` says how the
+    peak split (this process, Milvus) and in which phase of the run (``phase``, set by the run) it came."""
 
     def __init__(self, kind: str) -> None:
         import threading
 
         self.kind = kind
         self.peak_mb = 0.0
+        self.phase = "start"
+        self.at_peak: dict = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = _rss_mb(os.getpid()) + sum(_rss_mb(pid) for pid in _milvus_pids(self.kind))
-            self.peak_mb = max(self.peak_mb, total)
+            mine = _rss_mb(os.getpid())
+            milvus = sum(_rss_mb(pid) for pid in _milvus_pids(self.kind))
+            if mine + milvus > self.peak_mb:
+                self.peak_mb = mine + milvus
+                self.at_peak = {"process_mb": mine, "milvus_mb": milvus, "phase": self.phase}
             self._stop.wait(0.5)
 
     def stop(self) -> float:
@@ -233,6 +239,7 @@ def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dic
     out: dict = {"faces": n, "rss_data_mb": peak_rss_mb()}
     memory = PeakMemory(index)
     if index.startswith("milvus"):
+        memory.phase = "writing the vectors"
         indexes = milvus_indexes(index, x, out)
         engine = Engine(index_factory=indexes)
         state = engine.new_state("scale")
@@ -241,6 +248,7 @@ def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dic
         engine = Engine(index_factory=index_factory(index))
         state = engine.new_state("scale")
     batch = faces(first)
+    memory.phase = "first run"
     start, cpu = time.perf_counter(), time.process_time()
     engine.update(state, Change(added=batch))
     out["full_s"] = time.perf_counter() - start
@@ -252,7 +260,9 @@ def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dic
     s = score(people[first].tolist(), labels)
     out["bcubed_f1"], out["pairwise_f1"] = s.bcubed_f1, s.pairwise_f1
     if index == "milvus":
+        memory.phase = "server settling"
         out["settle_s"] = settle(indexes.store)
+    memory.phase = "adds"
     adds, add_cpu, add_calls = [], [], []
     client = indexes.store.client if index.startswith("milvus") else None
     for part in np.array_split(held, ADD_ROUNDS):
@@ -277,6 +287,7 @@ def run_immray(model_path: Path, n: int, seed: int, index: str = "exact") -> dic
     out["load_s"] = time.perf_counter() - start
     out["peak_rss_end_mb"] = peak_rss_mb()
     out["peak_all_mb"] = memory.stop()
+    out["at_peak"] = memory.at_peak
     return out
 
 
@@ -404,7 +415,13 @@ def main() -> None:
             f"peak memory with Milvus's processes {r['peak_all_mb']:.0f} MB"
             + (f"; vectors written first in {r['write_s']:.1f} s" if "write_s" in r else "")
             + (f", indexed in {r['index_s']:.1f} s more" if "index_s" in r else "")
-            + (f"; adds after the server settled ({r['settle_s']:.0f} s)" if "settle_s" in r else ""),
+            + (f"; adds after the server settled ({r['settle_s']:.0f} s)" if "settle_s" in r else "")
+            + (
+                f"; at the peak: {r['at_peak']['process_mb']:.0f} MB this process, "
+                f"{r['at_peak']['milvus_mb']:.0f} MB Milvus, during {r['at_peak']['phase']}"
+                if r.get("at_peak")
+                else ""
+            ),
             flush=True,
         )
         for i, calls in enumerate(r.get("add_calls", ())):
