@@ -19,13 +19,16 @@ class _Rows:
     face_ids = list(range(1000, 1200))
 
 
-def test_search_matches_the_exact_index_despite_faces_it_does_not_hold(milvus_settings):
+def _bound_index(milvus_settings, dataset_id: int, faces):
+    """A store, the Milvus index of ``dataset_id`` over ``_Rows``, and ``faces``' normalised vectors."""
     store = open_store(milvus_settings)
-    indexes = DatasetIndexes(store, 3, "test-model")
+    indexes = DatasetIndexes(store, dataset_id, "test-model")
     indexes.bind(_Rows)
-    index = indexes(128)
-    raw, _ = people_faces(20, 6, seed=3)
-    vectors = normalise(raw)
+    return store, indexes(128), normalise(faces[0])
+
+
+def test_search_matches_the_exact_index_despite_faces_it_does_not_hold(milvus_settings):
+    store, index, vectors = _bound_index(milvus_settings, 3, people_faces(20, 6, seed=3))
     # Faces of the dataset Milvus holds but the index does not (indexed since the task read its changes):
     store.upsert(index.collection, 3, list(range(1100, 1200)), np.repeat(vectors[:1], 100, axis=0))
     exact = ExactIndex(128)
@@ -85,12 +88,7 @@ def test_a_cache_smaller_than_the_dataset_forgets_the_oldest_vectors_and_the_clu
 
 
 def test_a_bulk_search_reads_the_vectors_from_milvus_and_answers_alike(milvus_settings, monkeypatch):
-    store = open_store(milvus_settings)
-    indexes = DatasetIndexes(store, 4, "test-model")
-    indexes.bind(_Rows)
-    index = indexes(128)
-    raw, _ = people_faces(10, 5, seed=10)
-    vectors = normalise(raw)
+    store, index, vectors = _bound_index(milvus_settings, 4, people_faces(10, 5, seed=10))
     index.add(np.arange(50), vectors)
     by_milvus = index.search(vectors, 3)
     monkeypatch.setattr(milvus_index, "BULK_QUERIES", 1)  # every search takes the bulk path
@@ -106,12 +104,7 @@ def test_a_large_bulk_search_goes_through_the_inverted_lists_and_finds_the_same_
     """Past EXACT_MAX faces the bulk path searches an IVF-Flat index; probing every list it is exact."""
     from immray.vectors import bulk
 
-    store = open_store(milvus_settings)
-    indexes = DatasetIndexes(store, 5, "test-model")
-    indexes.bind(_Rows)
-    index = indexes(128)
-    raw, _ = people_faces(20, 6, seed=11)
-    vectors = normalise(raw)
+    store, index, vectors = _bound_index(milvus_settings, 5, people_faces(20, 6, seed=11))
     index.add(np.arange(120), vectors)
     exact = ExactIndex(128)
     exact.add(np.arange(120), vectors)
@@ -129,12 +122,7 @@ def test_a_large_bulk_search_goes_through_the_inverted_lists_and_finds_the_same_
 def test_after_a_bulk_pass_its_index_alone_holds_the_vectors_and_still_answers_them_after_a_change(
     milvus_settings, monkeypatch
 ):
-    store = open_store(milvus_settings)
-    indexes = DatasetIndexes(store, 6, "test-model")
-    indexes.bind(_Rows)
-    index = indexes(128)
-    raw, _ = people_faces(20, 6, seed=12)
-    vectors = normalise(raw)
+    store, index, vectors = _bound_index(milvus_settings, 6, people_faces(20, 6, seed=12))
     index.add(np.arange(100), vectors[:100])
     monkeypatch.setattr(milvus_index, "BULK_QUERIES", 1)
     index.search(vectors[:100], 3)  # the bulk pass
