@@ -94,12 +94,18 @@ def deploy(config: dict[str, Any], *, timeout: float = 180.0) -> None:
     from ray.serve._private import api as serve_api  # the code path of `serve run config.yaml`
     from ray.serve.schema import ServeDeploySchema
 
+    from ray.exceptions import RayError
+
     schema = ServeDeploySchema.model_validate(config)
-    client = serve_api.serve_start(
-        http_options=schema.http_options.model_dump(),
-        proxy_location=schema.proxy_location,
-        controller_options=schema.controller_options,  # the proxy's callback: immray.serve.proxy
-    )
+    try:
+        client = serve_api.serve_start(
+            http_options=schema.http_options.model_dump(),
+            proxy_location=schema.proxy_location,
+            controller_options=schema.controller_options,  # the proxy's callback: immray.serve.proxy
+        )
+    except (RayError, TimeoutError) as exc:  # e.g. the controller gave up on a proxy that started too slowly
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeployError(f"Serve's controller or HTTP proxy did not start: {first_line}") from None
     began = time.time()
     client.deploy_apps(schema, _blocking=False)
     wait_running([app.name for app in schema.applications], since=began, timeout=timeout)
