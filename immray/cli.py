@@ -269,7 +269,10 @@ def _run_on_ray(settings: Settings, config: dict, new_admin) -> None:
         started_here, dashboard = connect(settings)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop, as Ctrl-C
+    # A service manager's SIGTERM stops it as Ctrl-C does. SIGINT too, explicitly: a process started in the
+    # background of a script inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     lite = None
     try:
         if not settings.milvus_uri:  # milvus-lite: one process owns the file, every other one connects

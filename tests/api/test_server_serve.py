@@ -1,6 +1,7 @@
 """`immray serve` as a real process: it starts its own Ray, deploys configs/serve.local.yaml, creates the admin
 key on the first start and keeps it on a restart, takes a 60 KiB request line through Serve's proxy, and
-stops Serve and its Ray on SIGTERM or SIGINT.
+stops Serve and its Ray on SIGTERM or SIGINT (even when started with SIGINT ignored, as a script's
+background job is).
 
 Each start is a Ray and Serve cold start, so the first start also serves the request-line and roots checks
 and the restart the SIGINT one; the test session's own Ray keeps running beside it.
@@ -72,7 +73,9 @@ def alive(pid: int) -> bool:
 class Served:
     """One `immray serve` process, on its own local Ray; ``stop()`` signals it and returns what it printed."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str], *args: str, sigint_ignored: bool = False
+    ) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [*IMMRAY, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *args],
@@ -80,6 +83,8 @@ class Served:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "IMMRAY_RAY_NUM_CPUS": "2", **env},
+            # as a script's background job starts it (`immray serve &`): SIGINT inherited ignored
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         self.out: list[str] = []
         self.err: list[str] = []
@@ -138,6 +143,10 @@ class Served:
         return self.stdout
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _is_ray_daemon(command: str) -> bool:
     return any(f"/{name} " in command or command.startswith(f"{name} ") for name in RAY_DAEMONS)
 
@@ -188,7 +197,7 @@ def test_first_start_creates_the_admin_key_and_a_restart_keeps_it(environment, t
     assert f"Allowed roots: {photos.resolve()}" in out
     assert re.search(r"^Ray dashboard: http://127\.0\.0\.1:\d+", out, re.MULTILINE), out
 
-    second = Served(data_dir, env)
+    second = Served(data_dir, env, sigint_ignored=True)  # stopped by SIGINT all the same
     try:
         again = json.loads(credentials_path.read_text())
         assert again["Endpoint"] == second.address  # the saved endpoint follows the port
