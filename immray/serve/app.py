@@ -91,10 +91,9 @@ def with_settings(
 def deploy(config: dict[str, Any], *, timeout: float = 180.0) -> None:
     """Deploy ``config`` (a Serve config dict) on the connected Ray, as ``serve run CONFIG`` does, and wait
     until every application of it runs its new version."""
+    from ray.exceptions import RayError
     from ray.serve._private import api as serve_api  # the code path of `serve run config.yaml`
     from ray.serve.schema import ServeDeploySchema
-
-    from ray.exceptions import RayError
 
     schema = ServeDeploySchema.model_validate(config)
     try:

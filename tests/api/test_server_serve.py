@@ -73,9 +73,7 @@ def alive(pid: int) -> bool:
 class Served:
     """One `immray serve` process, on its own local Ray; ``stop()`` signals it and returns what it printed."""
 
-    def __init__(
-        self, data_dir: Path, env: dict[str, str], *args: str, sigint_ignored: bool = False
-    ) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], *args: str, sigint_ignored: bool = False) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [*IMMRAY, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *args],
