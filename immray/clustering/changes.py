@@ -55,7 +55,7 @@ def check_faces(faces: list[NewFace], dim: int | None) -> tuple[list[NewFace], n
     if dim is not None and vectors.shape[1] != dim:
         raise ClusteringInputError(f"embeddings have {vectors.shape[1]} dimensions, the dataset has {dim}")
     try:
-        vectors = normalise(vectors)
+        vectors = normalise(vectors, copy=False)  # the stack is this function's own
     except BadEmbedding as exc:
         raise ClusteringInputError(
             f"face {faces[exc.row].face_id!r}: embedding is zero or not finite"

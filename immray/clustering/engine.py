@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from immray.clustering.changes import apply_user_changes, validate
 from immray.clustering.config import ClusteringConfig
 from immray.clustering.ids import IdFactory, default_cluster_id
-from immray.clustering.incremental import cluster_active_faces
+from immray.clustering.incremental import Hits, cluster_active_faces
 from immray.clustering.journal import Journal
 from immray.clustering.neighbours import IndexFactory, NeighbourIndex, exact_index
 from immray.clustering.recluster import recluster
@@ -73,7 +73,7 @@ class Engine:
             rows = state.add_faces([f.face_id for f in faces], vectors, quality, images)
             del vectors  # the index holds them now
             journal.note_new(rows)
-            hits = index_new_faces(state, rows, cfg.neighbours, cfg.neighbour_floor)
+            hits = Hits(*index_new_faces(state, rows, cfg.neighbours, cfg.neighbour_floor))
             cluster_active_faces(state, rows, cfg, journal, self.new_id, first_hits=hits)
         return journal.result(cfg)
 

@@ -76,7 +76,24 @@ def _wake(state: ClusterState, new_rows: np.ndarray, cfg: ClusteringConfig, firs
         sim = state.nbr_sim.data[frontier][used]
         srcs.append(src)
         dsts.append(dst)
+    if len(srcs) == 1:  # nobody woke (a first task: every face is new): no copy of a million faces' hits
+        return active, srcs[0], dsts[0]
     return active, np.concatenate(srcs), np.concatenate(dsts)
+
+
+class Hits:
+    """The neighbour hits (src rows, dst rows, similarities) of the faces a caller just searched, handed to
+    ``cluster_active_faces`` once: it takes them and the holder forgets them, so they are freed as soon as
+    the clustering is done with them, not when the caller returns (a million faces' first task: ~200 MB)."""
+
+    def __init__(self, src: np.ndarray, dst: np.ndarray, sim: np.ndarray) -> None:
+        self._hits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = (src, dst, sim)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hits, self._hits = self._hits, None
+        if hits is None:
+            raise RuntimeError("these hits were taken already")
+        return hits
 
 
 def cluster_active_faces(
@@ -88,7 +105,7 @@ def cluster_active_faces(
     *,
     extra_cannot: np.ndarray | None = None,
     adopt: Adopter | None = None,
-    first_hits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    first_hits: Hits | None = None,
 ) -> None:
     """Cluster ``new_rows`` (and the independent faces they wake) into the state, through the journal.
 
@@ -97,9 +114,13 @@ def cluster_active_faces(
     if state.index is None or not len(new_rows):
         return
     assert state.sums is not None
-    if first_hits is None:
-        first_hits = search(state, np.unique(new_rows), cfg.neighbours, cfg.neighbour_floor)
-    active, src, dst = _wake(state, new_rows, cfg, first_hits)
+    hits = (
+        first_hits.take()
+        if first_hits is not None
+        else search(state, np.unique(new_rows), cfg.neighbours, cfg.neighbour_floor)
+    )
+    active, src, dst = _wake(state, new_rows, cfg, hits)
+    del hits
     n_active = len(active)
 
     # Units: active faces first, then the existing clusters they came close to.
@@ -111,12 +132,17 @@ def cluster_active_faces(
     row_unit[active] = np.arange(n_active)  # int32 units: half the memory of the edge lists
 
     us, ud = row_unit[src], row_unit[dst]
+    del src, dst, hit_codes  # the edge lists below are what the linkage needs, at half the size
     ok = (us >= 0) & (ud >= 0) & (us < n_active)
     us, ud = us[ok], ud[ok]
+    del ok
     to_cluster = ud >= n_active
     near = np.unique(np.stack([us[to_cluster], ud[to_cluster]], axis=1), axis=0).reshape(-1, 2)
     bridges = pairs_within_groups(near[:, 0], near[:, 1])  # two clusters close to one new face
-    edges = np.concatenate([np.stack([us, ud], axis=1), bridges])
+    edges = np.empty((len(us) + len(bridges), 2), np.int32)
+    edges[: len(us), 0], edges[: len(us), 1] = us, ud
+    edges[len(us) :] = bridges
+    del us, ud, to_cluster
 
     cannot = [np.zeros((0, 2), np.int64)]
     # Faces of one image never share a cluster: pairs among the active faces and the members of the

@@ -218,11 +218,12 @@ class BadEmbedding(ValueError):
         self.row = row
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray, *, copy: bool = True) -> np.ndarray:
     """Embeddings scaled to unit length, the one way the engine does it (float64 norms, float32 divide), so
     vectors restored into an index are bit for bit those the engine first stored. ``BadEmbedding`` for a
-    zero or non-finite row."""
-    vectors = np.array(vectors, dtype=np.float32)  # a copy: the caller's array is left alone
+    zero or non-finite row. ``copy=False``: a float32 array the caller just made is scaled in place (a
+    million faces' first task: 512 MB less at its peak)."""
+    vectors = np.array(vectors, dtype=np.float32, copy=True if copy else None)
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
     bad = ~np.isfinite(norms) | ~(norms > 0)
     if bad.any():

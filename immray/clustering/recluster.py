@@ -18,7 +18,7 @@ import numpy as np
 from immray.clustering.changes import check_faces
 from immray.clustering.config import ClusteringConfig
 from immray.clustering.ids import IdFactory
-from immray.clustering.incremental import cluster_active_faces
+from immray.clustering.incremental import Hits, cluster_active_faces
 from immray.clustering.journal import Journal
 from immray.clustering.smoothing import index_new_faces
 from immray.clustering.state import INDEPENDENT, ClusterState
@@ -102,6 +102,11 @@ def recluster(
 
     loose = rows[~pinned]
     from_loose = ~pinned[src]
+    if from_loose.all():  # nothing pinned (the usual case): the hits as they are, no copy
+        hits = Hits(src, dst, sim)
+    else:
+        hits = Hits(src[from_loose], dst[from_loose], sim[from_loose])
+    del src, dst, sim, from_loose  # the clustering frees them once it has read them
     cluster_active_faces(
         new,
         loose,
@@ -110,7 +115,7 @@ def recluster(
         new_id,
         extra_cannot=np.array(extra, np.int64).reshape(-1, 2),
         adopt=adopt,
-        first_hits=(src[from_loose], dst[from_loose], sim[from_loose]),
+        first_hits=hits,
     )
     journal.drop_empty_clusters()
     result = journal.result(cfg, report_all=True)
