@@ -103,8 +103,8 @@ def deploy(config: dict[str, Any], *, timeout: float = 180.0) -> None:
             controller_options=schema.controller_options,  # the proxy's callback: immray.serve.proxy
         )
     except (RayError, TimeoutError) as exc:  # e.g. the controller gave up on a proxy that started too slowly
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeployError(f"Serve's controller or HTTP proxy did not start: {first_line}") from None
+        why = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise DeployError(f"Serve's controller or HTTP proxy did not start: {why}") from None
     began = time.time()
     client.deploy_apps(schema, _blocking=False)
     wait_running([app.name for app in schema.applications], since=began, timeout=timeout)
