@@ -271,9 +271,7 @@ def analyze_files(
     photo alone fails with), the claims in one transaction and the outcomes in another, their vectors in
     one write. Returns each file's (new ObjectStatus or None as :func:`analyze_file`, faces stored)."""
     with db.write() as session:
-        claims = [
-            _claim_in(session, file_id, event_id, max_attempts, lease_seconds) for file_id, event_id in files
-        ]
+        claims = _claim_all_in(session, files, max_attempts, lease_seconds)
     outcomes: dict[int, dict[str, Any]] = {}  # slot -> _finish_in's keyword arguments
     to_analyze: list[tuple[int, _Claimed, SourceObject]] = []
     for slot, claimed in enumerate(claims):
@@ -308,9 +306,10 @@ def analyze_files(
                 outcomes[slot] = {"info": source.info, "analyzed": result, "embedding_model": embedding_model}
     results: list[tuple[str | None, int]] = [(None, 0)] * len(files)
     new_vectors: list[FaceVector] = []
+    slots = sorted(outcomes)
     with db.write() as session:
-        for slot, outcome in sorted(outcomes.items()):
-            status, stored = _finish_in(session, *files[slot], **outcome)
+        finished = _finish_all_in(session, [(*files[slot], outcomes[slot]) for slot in slots])
+        for slot, (status, stored) in zip(slots, finished, strict=True):
             results[slot] = (status, len(stored))
             new_vectors += [FaceVector(f.id, f.dataset_id, f.embedding_model, f.vector) for f in stored]
     if new_vectors:  # after the commit, as _finish writes them
@@ -331,7 +330,30 @@ def _claim_in(
     """Take the analysis lease of Pending file ``file_id`` of request ``event_id``; None when there is
     nothing to do: the file is gone, done, queued again by a later request, or leased to a live analysis
     (the row's lock makes two claims of one file take turns, so only one of them gets it)."""
-    row = session.get(File, file_id, with_for_update=True)
+    return _claim_row(
+        session, session.get(File, file_id, with_for_update=True), event_id, max_attempts, lease_seconds
+    )
+
+
+def _claim_all_in(
+    session: Session, files: Sequence[tuple[int, str]], max_attempts: int, lease_seconds: float
+) -> list[_Claimed | None]:
+    """:func:`_claim_in` for each ``(file_id, event_id)``, the rows read and locked in one statement (in id
+    order, as any two batches lock them)."""
+    ids = sorted({file_id for file_id, _ in files})
+    rows = {
+        row.id: row
+        for row in session.scalars(select(File).where(File.id.in_(ids)).order_by(File.id).with_for_update())
+    }
+    return [
+        _claim_row(session, rows.get(file_id), event_id, max_attempts, lease_seconds)
+        for file_id, event_id in files
+    ]
+
+
+def _claim_row(
+    session: Session, row: File | None, event_id: str, max_attempts: int, lease_seconds: float
+) -> _Claimed | None:
     if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
         return None
     now = utcnow()
@@ -360,25 +382,86 @@ def _finish(db: Database, file_id: int, event_id: str, **outcome: Any) -> str | 
 
 
 def _finish_in(
+    session: Session, file_id: int, event_id: str, **outcome: Any
+) -> tuple[str | None, list[Figure]]:
+    """Store one file's outcome in ``session`` (``outcome``: :func:`_apply_outcome`'s keyword arguments);
+    returns its new status (None: nothing to do) and the faces stored (flushed: their ids are known)."""
+    return _finish_all_in(session, [(file_id, event_id, outcome)])[0]
+
+
+def _finish_all_in(
+    session: Session, items: Sequence[tuple[int, str, dict[str, Any]]]
+) -> list[tuple[str | None, list[Figure]]]:
+    """:func:`_finish_in` for each ``(file_id, event_id, outcome)`` in one pass: the rows read in one
+    statement, each dataset locked once, the old faces tombstoned together, one change number for the
+    new faces of a dataset, each finished request noticed once."""
+    results: list[tuple[str | None, list[Figure]]] = [(None, [])] * len(items)
+    ids = sorted({file_id for file_id, _, _ in items})
+    rows = {row.id: row for row in session.scalars(select(File).where(File.id.in_(ids)).order_by(File.id))}
+    live: list[tuple[int, File, dict[str, Any]]] = []
+    for slot, (file_id, event_id, outcome) in enumerate(items):
+        row = rows.get(file_id)
+        if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
+            continue  # deleted or re-queued meanwhile: the newer request decides
+        live.append((slot, row, outcome))
+    if not live:
+        return results
+    # One finisher at a time per dataset, so exactly one sees its request complete.
+    datasets = {
+        dataset_id: session.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update())
+        for dataset_id in sorted({row.dataset_id for _, row, _ in live})
+    }
+    for dataset_id in datasets:
+        old_faces = [
+            row.id for _, row, outcome in live if row.dataset_id == dataset_id and _drops_faces(**outcome)
+        ]
+        if old_faces:
+            tombstone_figures(session, dataset_id, old_faces)
+    seqs: dict[int, int] = {}  # dataset id -> the change number of its new faces, taken when one comes
+
+    def new_faces_seq(dataset_id: int) -> int:
+        if dataset_id not in seqs:
+            seqs[dataset_id] = next_change_seq(session, dataset_id)
+        return seqs[dataset_id]
+
+    for slot, row, outcome in live:
+        stored = _apply_outcome(session, row, new_faces_seq, **outcome)
+        results[slot] = (row.object_status, stored)
+    for dataset_id, dataset in datasets.items():
+        complete_events(
+            session, dataset, {row.event_id for _, row, _ in live if row.dataset_id == dataset_id}
+        )
+    session.flush()
+    return results
+
+
+def _drops_faces(
+    *, unchanged: bool = False, reason: str | None = None, analyzed: Any = None, **_: Any
+) -> bool:
+    """Whether an outcome replaces the file's faces: new ones analysed, or a failure that makes the old
+    ones not the file's any more (the file is unchanged, or the source could not be reached: they stay)."""
+    if unchanged:
+        return False
+    if reason is not None:
+        return not reason.startswith(KEEP_FACES_ON)
+    return analyzed is not None
+
+
+def _apply_outcome(
     session: Session,
-    file_id: int,
-    event_id: str,
+    row: File,
+    new_faces_seq: Callable[[int], int],
     *,
     unchanged: bool = False,
     reason: str | None = None,
     info: SourceInfo | None = None,
     analyzed: AnalyzedImage | None = None,
     embedding_model: str = "",
-) -> tuple[str | None, list[Figure]]:
-    """Store one file's outcome in ``session``; returns its new status (None: nothing to do) and the
-    faces stored (flushed: their ids are known)."""
+) -> list[Figure]:
+    """One Pending file's outcome on its row (its old faces already tombstoned where the outcome drops
+    them); returns the new face rows."""
     stored: list[Figure] = []
-    row = session.get(File, file_id)
-    if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
-        return None, stored  # deleted or re-queued meanwhile: the newer request decides
     row.analysis_lease_expires_at = None
-    # One finisher at a time per dataset, so exactly one sees its request complete.
-    dataset = session.scalar(select(Dataset).where(Dataset.id == row.dataset_id).with_for_update())
     if info is not None:
         _source_fields(row, info)
     if unchanged:
@@ -386,16 +469,13 @@ def _finish_in(
         row.reason = None
     elif reason is not None:
         _mark_failed(row, reason)
-        if not reason.startswith(KEEP_FACES_ON):  # the old faces are not this file's any more
-            tombstone_figures(session, row.dataset_id, [row.id])
+        if not reason.startswith(KEEP_FACES_ON):
             row.figure_count = None
     else:
         assert analyzed is not None and info is not None
-        stored = _store_faces(session, row, analyzed, embedding_model)
+        stored = _store_faces(session, row, analyzed, embedding_model, new_faces_seq)
         row.fingerprint = info.fingerprint
-    complete_events(session, dataset, {event_id})
-    session.flush()
-    return row.object_status, stored
+    return stored
 
 
 def _source_fields(row: File, info: SourceInfo) -> None:
@@ -414,12 +494,17 @@ def _mark_failed(row: File, reason: str) -> None:
     row.fingerprint = None  # re-indexing a failed file always tries again
 
 
-def _store_faces(session: Session, row: File, analyzed: AnalyzedImage, embedding_model: str) -> list[Figure]:
-    """Replace the file's faces with the analysed ones; returns the new face rows."""
-    tombstone_figures(session, row.dataset_id, [row.id])
+def _store_faces(
+    session: Session,
+    row: File,
+    analyzed: AnalyzedImage,
+    embedding_model: str,
+    new_faces_seq: Callable[[int], int],
+) -> list[Figure]:
+    """Add the analysed faces as the file's (its old ones are tombstoned already); returns the new rows."""
     stored = []
     if analyzed.faces:
-        seq = next_change_seq(session, row.dataset_id)
+        seq = new_faces_seq(row.dataset_id)
         for face in analyzed.faces:
             figure = Figure(
                 figure_id=str(uuid.uuid4()),
@@ -461,13 +546,17 @@ def complete_events(session: Session, dataset: Dataset | None, event_ids: set[st
     if dataset is None:
         return
     for event_id in sorted(e for e in event_ids if e):
+        of_event = (File.dataset_id == dataset.id, File.event_id == event_id)
+        # Most calls come before the request's end: one indexed probe, not its files and their JSON.
+        if session.scalar(
+            select(File.id).where(*of_event, File.object_status == ObjectStatus.PENDING).limit(1)
+        ):
+            continue
         files = session.execute(
             select(File.uri, File.object_status, File.reason, File.attributes)
-            .where(File.dataset_id == dataset.id, File.event_id == event_id)
+            .where(*of_event)
             .order_by(File.id)
         ).all()
-        if any(status == ObjectStatus.PENDING for _, status, _, _ in files):
-            continue
         request = next(
             (attrs[INDEX_REQUEST_KEY] for *_, attrs in files if attrs and INDEX_REQUEST_KEY in attrs), None
         )
