@@ -196,8 +196,9 @@ def analyse(
         num_gpus=pool.num_gpus,
         batch_format="numpy",
     )
-    began = time.monotonic()
+    began, began_at = time.monotonic(), time.time()
     reported = began
+    first_end: float | None = None  # the pool's first batch's end: from there on, the pool is up
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for status, faces in zip(batch["status"], batch["faces"], strict=True):
             progress.done += 1
@@ -205,6 +206,12 @@ def analyse(
             progress.failed += status == ObjectStatus.FAILED
             progress.faces += int(faces)
         progress.seconds = time.monotonic() - began
+        if first_end is None:
+            first_end = float(batch["ended"].min())
+            progress.first_seconds = first_end - began_at
+        else:  # batches begun before it are left out, though part of their work falls after it
+            progress.steady_done += int((batch["began"] >= first_end).sum())
+            progress.steady_seconds = max(progress.steady_seconds, float(batch["ended"].max()) - first_end)
         if time.monotonic() - reported >= REPORT_SECONDS:
             reported = time.monotonic()
             report(progress)

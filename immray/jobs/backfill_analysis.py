@@ -3,7 +3,8 @@ and stored exactly as the API's indexing stores them (``services.indexing.analyz
 claims, statuses, Reasons, faces, vectors and request notifications).
 
 Ray Data calls it with a batch of ``file_id`` / ``event_id`` columns and gets back each file's new
-``status`` (Indexed, Failed, or empty when another worker had finished it) and its ``faces``.
+``status`` (Indexed, Failed, or empty when another worker had finished it), its ``faces``, and when its
+batch ``began`` and ``ended`` (wall clock, seconds since the epoch).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class BackfillAnalysis:
         self._embedder = self._faces.embedder_name(mode)  # loads the models before the first batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        began = time.time()
         files = [(int(f), str(e)) for f, e in zip(batch["file_id"], batch["event_id"], strict=True)]
         outcomes = indexing.analyze_files(
             self._db,
@@ -51,6 +53,8 @@ class BackfillAnalysis:
             "file_id": np.array([file_id for file_id, _ in files], dtype=np.int64),
             "status": np.array([str(status or "") for status, _ in outcomes]),
             "faces": np.array([faces for _, faces in outcomes], dtype=np.int64),
+            "began": np.full(len(files), began),  # the batch's wall clock, for the job's steady rate
+            "ended": np.full(len(files), time.time()),
         }
 
     def _analyze_batch(self, items: list[bytes]) -> list:

@@ -24,6 +24,9 @@ class Progress:
     failed: int = 0
     faces: int = 0
     seconds: float = 0.0  # since the analysis began
+    first_seconds: float = 0.0  # when the pool's first batch ended (its actors started, models loaded)
+    steady_done: int = 0  # files of the batches begun after that
+    steady_seconds: float = 0.0  # from that first end to the latest batch's end
     task_id: str | None = None  # the clustering task started at the end
     message: str | None = None
     failures: list[str] = field(default_factory=list)  # "URI: Reason", the first few
@@ -36,6 +39,11 @@ class Progress:
     def photos_per_second(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def steady_photos_per_second(self) -> float:
+        """photos/s once the pool is up: what a long backfill runs at (the pool's start left out)."""
+        return self.steady_done / self.steady_seconds if self.steady_seconds > 0 else 0.0
+
     def line(self) -> str:
         return MARKER + json.dumps(asdict(self), separators=(",", ":"))
 
@@ -46,6 +54,10 @@ class Progress:
             f"{self.skipped} unchanged), {self.faces} faces, {self.faces_per_second:.1f} faces/s, "
             f"{self.photos_per_second:.1f} photos/s"
         )
+        if self.steady_done:
+            text += (
+                f" ({self.steady_photos_per_second:.1f} once the pool was up, {self.first_seconds:.1f} s in)"
+            )
         if self.task_id:
             text += f", clustering task {self.task_id}"
         if self.message:
