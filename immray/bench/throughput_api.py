@@ -357,8 +357,11 @@ def count_outcomes(db: Database) -> tuple[int, int, int]:
 
 def raw_models(files: list[Path], detector: str, mirror: bool, batch: int = 8) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and faces of the face models called directly in this process on one
-    torch thread (``Analyzer.analyze_batch`` on photos already in memory, as a replica gets them)."""
+    torch thread and one BLAS thread, as an analysis replica or pool actor of one CPU runs them (Ray sets
+    their OMP_NUM_THREADS to their CPUs; OpenBLAS left at a thread per core spends ~30% more CPU a photo)
+    (``Analyzer.analyze_batch`` on photos already in memory, as a replica gets them)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     from immray.faces import AnalyzerConfig, ImageError, get_analyzer
 
@@ -367,16 +370,17 @@ def raw_models(files: list[Path], detector: str, mirror: bool, batch: int = 8) -
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        analyzer.analyze_batch(photos[:batch])  # warm-up, as the replicas had theirs
-        began, cpu = time.perf_counter(), time.process_time()
-        faces = 0
-        for lo in range(0, len(photos), batch):
-            faces += sum(
-                len(o.faces)
-                for o in analyzer.analyze_batch(photos[lo : lo + batch])
-                if not isinstance(o, ImageError)
-            )
-        return time.perf_counter() - began, time.process_time() - cpu, faces
+        with threadpool_limits(limits=1, user_api="blas"):
+            analyzer.analyze_batch(photos[:batch])  # warm-up, as the replicas had theirs
+            began, cpu = time.perf_counter(), time.process_time()
+            faces = 0
+            for lo in range(0, len(photos), batch):
+                faces += sum(
+                    len(o.faces)
+                    for o in analyzer.analyze_batch(photos[lo : lo + batch])
+                    if not isinstance(o, ImageError)
+                )
+            return time.perf_counter() - began, time.process_time() - cpu, faces
     finally:
         torch.set_num_threads(threads)
 
