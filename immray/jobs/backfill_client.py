@@ -8,12 +8,16 @@ entrypoint is ``python -m immray.jobs.backfill ...`` and whose submission id is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import shlex
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from immray.jobs.backfill_pool import PoolSpec
 from immray.jobs.backfill_progress import Progress, last_progress
@@ -103,22 +107,67 @@ def follow(
     poll_seconds: float = 2.0,
     timeout: float | None = None,
 ) -> str:
-    """Call ``show(status, progress)`` whenever either changes, until the job ends; returns its status."""
+    """Call ``show(status, progress)`` whenever either changes, until the job ends; returns its status.
+
+    The job's log is streamed (Ray's log tail: each line read once), so following a backfill of hours costs
+    the same every minute; reading the whole log at each poll grew with it. Where the stream cannot be
+    had (or breaks), the whole log is read at each poll instead."""
     jobs = client(address)
+    # Ray's SDK logs each closed log stream at INFO ("WebSocket closed ..."): noise beside --follow's lines.
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
+    return asyncio.run(_follow(jobs, submission_id, show, poll_seconds, timeout))
+
+
+async def _follow(
+    jobs: Any,
+    submission_id: str,
+    show: Callable[[str, Progress | None], None],
+    poll_seconds: float,
+    timeout: float | None,
+) -> str:
     deadline = None if timeout is None else time.monotonic() + timeout
+    latest = _LatestProgress()
+    tail = asyncio.create_task(latest.read(jobs.tail_job_logs(submission_id)))
     last: tuple[str, str] | None = None
-    while True:
-        status = str(jobs.get_job_status(submission_id).value)
-        progress = last_progress(jobs.get_job_logs(submission_id))
-        seen = (status, progress.line() if progress else "")
-        if seen != last:
-            last = seen
-            show(status, progress)
-        if status in ENDED:
-            return status
-        if deadline is not None and time.monotonic() > deadline:
-            return status
-        time.sleep(poll_seconds)
+    try:
+        while True:
+            status = str((await asyncio.to_thread(jobs.get_job_status, submission_id)).value)
+            ended = status in ENDED
+            if ended:  # the tail ends with the job: its last lines hold the last progress
+                await asyncio.wait([tail], timeout=10.0)
+            if not tail.done() or (tail.exception() is None and ended):
+                progress = latest.progress
+            else:  # no stream: the whole log
+                progress = last_progress(await asyncio.to_thread(jobs.get_job_logs, submission_id))
+            seen = (status, progress.line() if progress else "")
+            if seen != last:
+                last = seen
+                show(status, progress)
+            if ended or (deadline is not None and time.monotonic() > deadline):
+                return status
+            await asyncio.sleep(poll_seconds)
+    finally:
+        tail.cancel()
+        with contextlib.suppress(BaseException):
+            await tail
+
+
+class _LatestProgress:
+    """The last progress line of a streamed log."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+
+    async def read(self, chunks: AsyncIterator[str]) -> None:
+        pending = ""
+        async for chunk in chunks:
+            *lines, pending = (pending + chunk).split("\n")
+            found = last_progress("\n".join(lines))
+            if found is not None:
+                self.progress = found
+        found = last_progress(pending)
+        if found is not None:
+            self.progress = found
 
 
 def list_backfills(address: str) -> list[BackfillJob]:
