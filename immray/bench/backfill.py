@@ -153,7 +153,9 @@ class CpuMeter:
 
     def sample(self) -> None:
         for pid, (_, seconds) in cpu_snapshot({}).items():
-            label = self._last[pid][0] if pid in self._last else _kind(pid)
+            label = self._last[pid][0] if pid in self._last else GENERIC
+            if label == GENERIC:  # a Ray worker is named for its work once it has some (ray::IDLE before)
+                label = _kind(pid)
             self._last[pid] = (label, seconds)
 
     def spent(self) -> dict[str, float]:
@@ -161,6 +163,9 @@ class CpuMeter:
         for pid, (label, seconds) in self._last.items():
             totals[label] = totals.get(label, 0.0) + seconds - self._before.get(pid, ("", 0.0))[1]
         return totals
+
+
+GENERIC = "ray (gcs, raylet, dashboard, agents, idle workers)"
 
 
 def _kind(pid: int) -> str:
@@ -172,13 +177,14 @@ def _kind(pid: int) -> str:
         return "other"
     for marker, name in (
         ("MapBatches(BackfillAnalysis)", "pool actors (models, reads, store writes)"),
+        ("ray::IDLE", GENERIC),
         ("immray.jobs.backfill", "job driver"),
         ("milvus", "milvus-lite"),
         ("ray::", "other ray workers (job supervisor, dataset actor)"),
     ):
         if marker in command:
             return name
-    return "ray (gcs, raylet, dashboard, agents)"
+    return GENERIC
 
 
 def run_job(
