@@ -174,12 +174,25 @@ worker_up() {  # the worker node: again after it was lost (a node's raylet kille
     --object-store-memory 1000000000 --disable-usage-stats
 }
 
-trial_pids() {  # this trial's processes only: their command lines name its directory
-  pgrep -f -- "$TRIAL_DIR/" || true
+with_descendants() {  # the pids given and every process under them (Ray's agents rename themselves)
+  local found="" next="$*"
+  while [ -n "$next" ]; do
+    found="$found $next"
+    # shellcheck disable=SC2086
+    next="$(for pid in $next; do pgrep -P "$pid"; done || true)"
+  done
+  # shellcheck disable=SC2086
+  [ -z "${found// /}" ] || printf '%s\n' $found | sort -un
 }
 
-ray_pids() {  # this trial's Ray processes (both nodes' daemons name their temp dirs; workers die with them)
-  pgrep -f -- "$TRIAL_DIR/ray-" || true
+trial_pids() {  # this trial's processes only: their command lines name its directory, and their children
+  # shellcheck disable=SC2046
+  with_descendants $(pgrep -f -- "$TRIAL_DIR/" || true)
+}
+
+ray_pids() {  # this trial's Ray processes (both nodes' daemons name their temp dirs) and their children
+  # shellcheck disable=SC2046
+  with_descendants $(pgrep -f -- "$TRIAL_DIR/ray-" || true)
 }
 
 case "$command_name" in
