@@ -400,7 +400,7 @@ def _finish_all_in(
     rows = {row.id: row for row in session.scalars(select(File).where(File.id.in_(ids)).order_by(File.id))}
     live: list[tuple[int, File, dict[str, Any]]] = []
     for slot, (file_id, event_id, outcome) in enumerate(items):
-        row = rows.get(file_id)
+        row = rows.pop(file_id, None)  # a file given twice is finished once, as one at a time would
         if row is None or row.object_status != ObjectStatus.PENDING or (row.event_id or "") != event_id:
             continue  # deleted or re-queued meanwhile: the newer request decides
         live.append((slot, row, outcome))
