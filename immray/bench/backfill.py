@@ -38,7 +38,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from immray.bench.throughput import find_images
-from immray.bench.throughput_api import cpu_snapshot, free_port, raw_models, scratch_postgres
+from immray.bench.throughput_api import (
+    cpu_snapshot,
+    free_port,
+    one_thread_analyzer,
+    raw_models,
+    scratch_postgres,
+)
 from immray.jobs import backfill_client
 from immray.jobs.backfill_pool import PoolSpec
 from immray.jobs.backfill_progress import Progress
@@ -95,26 +101,16 @@ def _raw_worker(
     round and round until ``seconds`` have passed (so every process is busy for the whole window)."""
     import itertools
 
-    from threadpoolctl import threadpool_limits
-
-    from immray.faces import AnalyzerConfig, ImageError, get_analyzer
-    from immray.faces.device import limit_cpu_threads
-
-    limit_cpu_threads(1)  # torch and BLAS on one thread each, as a pool actor of one CPU has them
-    threadpool_limits(limits=1, user_api="blas")
-    analyzer = get_analyzer(AnalyzerConfig(detector=detector, mirror=mirror, device="cpu"))
     photos = [path.read_bytes() for path in files]
-    analyzer.analyze_batch(photos[:batch])
-    ready.wait()
-    began = time.time()
-    done = faces = 0
-    for lo in itertools.cycle(range(0, len(photos), batch)):
-        if time.time() - began >= seconds:
-            break
-        outcomes = analyzer.analyze_batch(photos[lo : lo + batch])
-        done += len(outcomes)
-        faces += sum(len(o.faces) for o in outcomes if not isinstance(o, ImageError))
-    results.put((done / (time.time() - began), faces))
+    with one_thread_analyzer(detector, mirror) as analyzer:
+        analyzer.analyze_batch(photos[:batch])
+        ready.wait()
+        began, done = time.time(), 0
+        for lo in itertools.cycle(range(0, len(photos), batch)):
+            if time.time() - began >= seconds:
+                break
+            done += len(analyzer.analyze_batch(photos[lo : lo + batch]))
+    results.put(done / (time.time() - began))
 
 
 def raw_models_parallel(
@@ -139,7 +135,7 @@ def raw_models_parallel(
     rates = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
-    return sum(rate for rate, _ in rates)
+    return sum(rates)
 
 
 class CpuMeter:

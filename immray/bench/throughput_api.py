@@ -355,34 +355,44 @@ def count_outcomes(db: Database) -> tuple[int, int, int]:
     return indexed, failed, faces
 
 
-def raw_models(files: list[Path], detector: str, mirror: bool, batch: int = 8) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and faces of the face models called directly in this process on one
-    torch thread and one BLAS thread, as an analysis replica or pool actor of one CPU runs them (Ray sets
-    their OMP_NUM_THREADS to their CPUs; OpenBLAS left at a thread per core spends ~30% more CPU a photo)
-    (``Analyzer.analyze_batch`` on photos already in memory, as a replica gets them)."""
+@contextmanager
+def one_thread_analyzer(detector: str, mirror: bool) -> Iterator[Any]:
+    """The face models on one torch thread and one BLAS thread, as an analysis replica or a backfill actor
+    of one CPU runs them (Ray sets their OMP_NUM_THREADS to their CPUs; left at a thread per core, OpenBLAS
+    spent about a third more CPU a photo); the process's thread counts are restored after."""
     import torch
     from threadpoolctl import threadpool_limits
 
-    from immray.faces import AnalyzerConfig, ImageError, get_analyzer
+    from immray.faces import AnalyzerConfig, get_analyzer
 
     analyzer = get_analyzer(AnalyzerConfig(detector=detector, mirror=mirror, device="cpu"))
-    photos = [path.read_bytes() for path in files]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with threadpool_limits(limits=1, user_api="blas"):
-            analyzer.analyze_batch(photos[:batch])  # warm-up, as the replicas had theirs
-            began, cpu = time.perf_counter(), time.process_time()
-            faces = 0
-            for lo in range(0, len(photos), batch):
-                faces += sum(
-                    len(o.faces)
-                    for o in analyzer.analyze_batch(photos[lo : lo + batch])
-                    if not isinstance(o, ImageError)
-                )
-            return time.perf_counter() - began, time.process_time() - cpu, faces
+            yield analyzer
     finally:
         torch.set_num_threads(threads)
+
+
+def raw_models(files: list[Path], detector: str, mirror: bool, batch: int = 8) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and faces of the face models called directly in this process
+    (:func:`one_thread_analyzer`; ``Analyzer.analyze_batch`` on photos already in memory, as a replica gets
+    them)."""
+    from immray.faces import ImageError
+
+    photos = [path.read_bytes() for path in files]
+    with one_thread_analyzer(detector, mirror) as analyzer:
+        analyzer.analyze_batch(photos[:batch])  # warm-up, as the replicas had theirs
+        began, cpu = time.perf_counter(), time.process_time()
+        faces = 0
+        for lo in range(0, len(photos), batch):
+            faces += sum(
+                len(o.faces)
+                for o in analyzer.analyze_batch(photos[lo : lo + batch])
+                if not isinstance(o, ImageError)
+            )
+        return time.perf_counter() - began, time.process_time() - cpu, faces
 
 
 @dataclass
