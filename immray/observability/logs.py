@@ -177,6 +177,11 @@ def _configure_structlog() -> None:
     )
 
 
+# Libraries whose INFO lines tell an operator nothing: faiss's loader logs every SIMD build it could not load
+# ("Could not load library with AVX512 support due to: ModuleNotFoundError ..."), at every start.
+CHATTY_AT_INFO = ("faiss.loader",)
+
+
 def configure_logging(log_format: str, level: str | int = "info", *, serve_logs: bool = False) -> None:
     """Send every record of this process (immray's, structlog's, uvicorn's: whatever reaches the root
     logger) to stderr in ``log_format``, at ``level`` and above, and with ``serve_logs`` (a Serve replica)
@@ -195,6 +200,8 @@ def configure_logging(log_format: str, level: str | int = "info", *, serve_logs:
         forwarder.setFormatter(formatter(log_format))
         root.addHandler(forwarder)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in CHATTY_AT_INFO:  # at debug, everything is asked for
+        logging.getLogger(name).setLevel(logging.WARNING if root.level >= logging.INFO else logging.NOTSET)
     _configure_structlog()
 
 

@@ -84,6 +84,21 @@ def test_text_is_one_readable_line(capsys):
     assert "[immray.api]" in line and "request_id=REQ-2" in line and "status=200" in line
 
 
+def test_faiss_loader_notes_are_kept_out_but_its_warnings_are_not(capsys):
+    loader = logging.getLogger("faiss.loader")
+    try:
+        logs.configure_logging("text")
+        loader.info("Could not load library with AVX512 support due to: ModuleNotFoundError")
+        loader.warning("faiss could not be loaded at all")
+        (line,) = capsys.readouterr().err.splitlines()
+        assert "could not be loaded at all" in line
+        logs.configure_logging("text", "debug")  # asked for everything: everything
+        loader.info("Loading faiss with AVX2 support.")
+        assert "AVX2" in capsys.readouterr().err
+    finally:
+        logs.configure_logging("text")
+
+
 def test_configuring_again_replaces_only_its_own_handler(capsys):
     elsewhere = io.StringIO()
     other = logging.StreamHandler(elsewhere)
